@@ -1,0 +1,1 @@
+"""aevae: a reproducible experiment platform for autoencoders and variational autoencoders."""

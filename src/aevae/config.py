@@ -1,0 +1,183 @@
+"""Typed config schema and value checks.
+
+The dataclasses are registered in Hydra's ConfigStore, so an unknown key or a wrong type in a
+YAML file or an override is rejected by Hydra before any work starts. `validate_*` then checks
+values (ranges, names) and raises `ConfigError` with one line that names the key.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from aevae.errors import ConfigError
+
+DATASETS = ("digits", "mnist")
+BINARIZATIONS = ("none", "threshold", "static", "dynamic")
+LIKELIHOODS = ("bernoulli", "gaussian")
+CORRUPTIONS = ("none", "gaussian", "mask")
+LOGGERS = ("mlflow", "none")
+
+
+# Every value lives in conf/; these classes declare the keys and their types only.
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: Optional[str] = MISSING  # directory of the raw IDX files (MNIST)
+    download: bool = MISSING  # fetch missing MNIST files from the public mirrors
+    prepared: Optional[str] = MISSING  # prepared split file written by pipelines/prepare.py
+    split_seed: int = MISSING
+    val_fraction: float = MISSING  # of the training pool
+    test_fraction: float = MISSING  # for data sets without an official test split (digits)
+    train_classes: Optional[list[int]] = MISSING  # keep only these classes in train/val
+    binarize: str = MISSING
+    threshold: float = MISSING
+    batch_size: int = MISSING  # per device
+    eval_batch_size: int = MISSING
+
+
+@dataclass
+class MLPNetConfig:
+    name: str = MISSING
+    hidden_dims: list[int] = MISSING
+
+
+@dataclass
+class ConvNetConfig:
+    name: str = MISSING
+    channels: list[int] = MISSING
+    hidden_dim: int = MISSING
+
+
+@dataclass
+class AEConfig:
+    name: str = MISSING
+    latent_dim: int = MISSING
+    likelihood: str = MISSING
+    gaussian_std: float = MISSING  # observation noise of the gaussian likelihood
+    corruption: str = MISSING  # input corruption of a denoising model
+    corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
+    lr: float = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class VAEConfig(AEConfig):
+    beta: float = MISSING
+    kl_warmup_epochs: int = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    num_nodes: int = MISSING
+    strategy: str = MISSING
+    precision: str = MISSING
+    max_epochs: int = MISSING
+    max_steps: int = MISSING
+    limit_train_batches: Any = MISSING
+    limit_val_batches: Any = MISSING
+    check_val_every_n_epoch: int = MISSING
+    log_every_n_steps: int = MISSING
+    gradient_clip_val: Optional[float] = MISSING
+    deterministic: Any = MISSING
+    enable_progress_bar: bool = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING
+    tracking_uri: Optional[str] = MISSING  # null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment_name: str = MISSING
+    run_name: Optional[str] = MISSING
+    group: Optional[str] = MISSING  # runs with one group nest under one parent run
+    tags: dict[str, str] = MISSING
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = MISSING
+    model: Any = MISSING
+    net: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING  # recorded in MLflow tags (the DVC stage when DVC runs it)
+    objective: str = MISSING  # the metric returned to a Hydra sweeper
+    compile: bool = MISSING  # torch.compile the model
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (called by every entry point)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="net", name="mlp_schema", node=MLPNetConfig)
+    cs.store(group="net", name="conv_schema", node=ConvNetConfig)
+    cs.store(group="model", name="ae_schema", node=AEConfig)
+    cs.store(group="model", name="vae_schema", node=VAEConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
+    _require(value in allowed, key, f"unknown value {value!r}; expected one of {', '.join(allowed)}")
+
+
+def validate_data(data: Any) -> None:
+    """Check the values of a `data` config node."""
+    _one_of(data.name, DATASETS, "data.name")
+    _one_of(data.binarize, BINARIZATIONS, "data.binarize")
+    _require(0.0 <= data.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {data.val_fraction}")
+    _require(0.0 < data.test_fraction < 1.0, "data.test_fraction", f"must be in (0, 1), got {data.test_fraction}")
+    _require(0.0 < data.threshold < 1.0, "data.threshold", f"must be in (0, 1), got {data.threshold}")
+    _require(data.batch_size > 0, "data.batch_size", f"must be > 0, got {data.batch_size}")
+    _require(data.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {data.eval_batch_size}")
+    if data.train_classes is not None:
+        _require(len(data.train_classes) > 0, "data.train_classes", "must list at least one class or be null")
+        _require(all(0 <= c <= 9 for c in data.train_classes), "data.train_classes", "classes are 0..9")
+    if data.name == "mnist" and data.prepared is None:
+        _require(data.root is not None, "data.root", "MNIST needs the directory of its IDX files")
+
+
+def validate_model(model: Any, net: Any) -> None:
+    """Check the values of the `model` and `net` config nodes."""
+    from aevae.models import MODELS
+    from aevae.nets import NETS
+
+    _one_of(model.name, tuple(MODELS), "model.name")
+    _one_of(net.name, tuple(NETS), "net.name")
+    _require(model.latent_dim > 0, "model.latent_dim", f"must be > 0, got {model.latent_dim}")
+    _one_of(model.likelihood, LIKELIHOODS, "model.likelihood")
+    _require(model.gaussian_std > 0, "model.gaussian_std", f"must be > 0, got {model.gaussian_std}")
+    _one_of(model.corruption, CORRUPTIONS, "model.corruption")
+    _require(model.corruption_level >= 0, "model.corruption_level", f"must be >= 0, got {model.corruption_level}")
+    if model.corruption == "mask":
+        _require(model.corruption_level < 1, "model.corruption_level", "a drop probability must be < 1")
+    _require(model.lr > 0, "model.lr", f"must be > 0, got {model.lr}")
+    _require(model.weight_decay >= 0, "model.weight_decay", f"must be >= 0, got {model.weight_decay}")
+    if "beta" in model:
+        _require(model.beta >= 0, "model.beta", f"must be >= 0, got {model.beta}")
+        _require(model.kl_warmup_epochs >= 0, "model.kl_warmup_epochs", "must be >= 0")
+    sizes = net.hidden_dims if net.name == "mlp" else [*net.channels, net.hidden_dim]
+    _require(len(sizes) > 0 and all(s > 0 for s in sizes), f"net.{net.name}", f"layer sizes must be > 0, got {list(sizes)}")
+
+
+def validate_train(cfg: Any) -> None:
+    """Check every value of a training config before any data is loaded."""
+    validate_data(cfg.data)
+    validate_model(cfg.model, cfg.net)
+    trainer = cfg.trainer
+    _require(trainer.max_epochs > 0 or trainer.max_steps > 0, "trainer.max_epochs", "must be > 0")
+    _require(trainer.num_nodes > 0, "trainer.num_nodes", f"must be > 0, got {trainer.num_nodes}")
+    _one_of(cfg.logger.name, LOGGERS, "logger.name")

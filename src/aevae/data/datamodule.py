@@ -1,0 +1,136 @@
+"""In-memory data path: each split is one tensor on the training device, batches are index slices."""
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from aevae.data.splits import SPLIT_NAMES, Splits
+
+Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, sample indices into the split
+
+
+def binarize(images: Tensor, mode: str, threshold: float, generator: torch.Generator | None = None) -> Tensor:
+    """Binarize [0, 1] images: 'threshold' by value, 'static'/'dynamic' by one Bernoulli draw."""
+    if mode == "none":
+        return images
+    if mode == "threshold":
+        return (images > threshold).to(images.dtype)
+    return torch.bernoulli(images, generator=generator)
+
+
+class TensorBatches:
+    """An iterable of `(x, y, index)` batches sliced from in-memory tensors.
+
+    No per-sample Python and no collate. Samples are sharded over `world_size` ranks without
+    overlap: shuffled (training) batches give every rank `n // world_size` samples, so all ranks
+    run the same number of steps; ordered (evaluation) batches give every sample to exactly one
+    rank. The shuffle order is a function of `(seed, epoch_fn())`, so a resumed run sees the same
+    batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+        binarize_dynamic: bool = False,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed, self.epoch_fn = batch_size, shuffle, seed, epoch_fn
+        self.rank, self.world_size = rank, world_size
+        self.binarize_dynamic = binarize_dynamic
+
+    def indices(self) -> Tensor:
+        """This rank's sample indices for the current epoch, in serving order."""
+        n = len(self.labels)
+        if not self.shuffle:
+            return torch.arange(self.rank, n, self.world_size, device=self.images.device)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch_fn())
+        per_rank = n // self.world_size
+        order = torch.randperm(n, generator=generator)[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return order.to(self.images.device)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        n_rank = n // self.world_size if self.shuffle else len(range(self.rank, n, self.world_size))
+        return math.ceil(n_rank / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.indices()
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = self.images[index]
+            if self.binarize_dynamic:
+                images = torch.bernoulli(images)
+            yield images, self.labels[index], index
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Serves the prepared splits from memory, after the configured class filter and binarization.
+
+    With `binarize: dynamic`, training batches get a fresh Bernoulli draw each time they are
+    served, while val/test use one fixed draw so that evaluation is repeatable.
+    """
+
+    def __init__(self, splits: Splits, data_cfg: Any, seed: int = 0) -> None:
+        super().__init__()
+        self.splits, self.cfg, self.seed = splits, data_cfg, seed
+        self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.splits.image_shape
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        generator = torch.Generator().manual_seed(self.cfg.split_seed)
+        static_mode = "static" if self.cfg.binarize == "dynamic" else self.cfg.binarize
+        for split in SPLIT_NAMES:
+            images, labels = self.splits.scaled(split), self.splits.labels[split]
+            if self.cfg.train_classes is not None and split != "test":
+                keep = torch.isin(labels, torch.tensor(list(self.cfg.train_classes)))
+                images, labels = images[keep], labels[keep]
+            if not (split == "train" and self.cfg.binarize == "dynamic"):
+                images = binarize(images, static_mode, self.cfg.threshold, generator)
+            self.tensors[split] = (images.contiguous().to(device), labels.to(device))
+
+    def batches(self, split: str, *, shuffle: bool = False) -> TensorBatches:
+        """Batches of one split, sharded over the trainer's ranks when there is a trainer."""
+        self.setup()
+        images, labels = self.tensors[split]
+        trainer = self.trainer
+        return TensorBatches(
+            images,
+            labels,
+            self.cfg.batch_size if shuffle else self.cfg.eval_batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            binarize_dynamic=shuffle and self.cfg.binarize == "dynamic",
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.batches("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.batches("test")
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.batches("test")

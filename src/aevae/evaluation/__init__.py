@@ -1,0 +1,1 @@
+"""Evaluation: metrics, likelihood, anomaly detection, probes and figures."""

@@ -1,0 +1,41 @@
+"""Atomic file writes: a reader never sees a half-written output."""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as indented, key-sorted JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Any]) -> Path:
+    """Save a dict of tensors and plain values with torch.save, atomically."""
+    return write_atomic(path, lambda tmp: torch.save(tensors, tmp))
+
+
+def load_tensors(path: str | Path) -> dict[str, Any]:
+    """Load a file written by `save_tensors` without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,30 @@
+"""LightningModules: a registry from config names to classes, and checkpoint loading."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aevae.models.ae import Autoencoder
+from aevae.models.base import BaseAutoencoder
+from aevae.models.vae import VariationalAutoencoder
+
+MODELS: dict[str, type[BaseAutoencoder]] = {"ae": Autoencoder, "vae": VariationalAutoencoder}
+
+
+def build_model(model_cfg: Mapping[str, Any], net_cfg: Mapping[str, Any], image_shape: Sequence[int]) -> BaseAutoencoder:
+    """A fresh model of the class named by `model_cfg["name"]`."""
+    return MODELS[model_cfg["name"]](model=dict(model_cfg), net=dict(net_cfg), image_shape=list(image_shape))
+
+
+def load_model(checkpoint: str | Path, map_location: Any = "cpu") -> BaseAutoencoder:
+    """A trained model from a Lightning checkpoint (read with weights_only=True), in eval mode."""
+    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    hparams = state["hyper_parameters"]
+    model = build_model(hparams["model"], hparams["net"], hparams["image_shape"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+__all__ = ["MODELS", "Autoencoder", "BaseAutoencoder", "VariationalAutoencoder", "build_model", "load_model"]

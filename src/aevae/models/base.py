@@ -1,0 +1,95 @@
+"""The LightningModule base shared by all autoencoders: the common API and the training loop."""
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from aevae.config import AEConfig
+from aevae.models.losses import corrupt
+from aevae.nets import build_nets
+
+
+class BaseAutoencoder(L.LightningModule):
+    """Encoder/decoder pair trained on per-sample loss terms.
+
+    Subclasses define `loss_terms` (the maths) and the latent-space methods; this class logs
+    `train/<term>`, `val/<term>` and `test/<term>` (torchmetrics means, synced across ranks).
+    """
+
+    config_class: ClassVar[type[AEConfig]] = AEConfig
+    terms: ClassVar[tuple[str, ...]] = ("loss", "recon", "mse")
+
+    def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = self.config_class(**model)
+        self.image_shape = tuple(image_shape)
+        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.cfg.latent_dim)
+        self.val_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
+        self.test_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
+
+    @property
+    def encoder_out_features(self) -> int:
+        return self.cfg.latent_dim
+
+    # --- the shared API -----------------------------------------------------------------
+    def encode(self, x: Tensor) -> Any:
+        """The encoder's output for images `x`."""
+        return self.encoder(x)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """A deterministic latent code per image (features for probes and latent maps)."""
+        return self.encode(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Mean images in [0, 1] for latent codes `z`."""
+        return torch.sigmoid(self.decoder(z))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Mean reconstruction of images `x` through their deterministic code."""
+        return self.decode(self.embed(x))
+
+    def sample(self, n: int) -> Tensor:
+        """`n` images generated from the prior."""
+        raise NotImplementedError(f"{type(self).__name__} has no prior to sample from; use a VAE")
+
+    def score_anomaly(self, x: Tensor) -> Tensor:
+        """Per-sample anomaly score (higher = more anomalous)."""
+        raise NotImplementedError
+
+    def loss_terms(self, x_in: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Per-sample loss terms (each of shape (B,)) for inputs `x_in` and clean `target`."""
+        raise NotImplementedError
+
+    # --- Lightning hooks ----------------------------------------------------------------
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x = batch[0]
+        terms = self.loss_terms(corrupt(x, self.cfg.corruption, self.cfg.corruption_level), x)
+        loss = terms["loss"].mean()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        for name in self.terms[1:]:
+            self.log(f"train/{name}", terms[name].detach().mean(), on_step=False, on_epoch=True)
+        return loss
+
+    def _update_means(self, means: nn.ModuleDict, stage: str, x: Tensor) -> None:
+        terms = self.loss_terms(x, x)
+        for name, metric in means.items():
+            metric.update(terms[name])
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "loss")
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._update_means(self.val_means, "val", batch[0])
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._update_means(self.test_means, "test", batch[0])
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
+        x, _, index = batch
+        return {"index": index, "score": self.score_anomaly(x)}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)

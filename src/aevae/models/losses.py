@@ -1,0 +1,44 @@
+"""Per-sample loss terms in nats (summed over pixels), and input corruption."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def reconstruction_nll(logits: Tensor, target: Tensor, likelihood: str, gaussian_std: float = 0.1) -> Tensor:
+    """-log p(target | decoder logits) per sample, summed over pixels.
+
+    'bernoulli': pixel probabilities sigmoid(logits) (binary cross-entropy).
+    'gaussian': pixel means sigmoid(logits) with a fixed standard deviation `gaussian_std`.
+    """
+    if likelihood == "bernoulli":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    elif likelihood == "gaussian":
+        z = (target - torch.sigmoid(logits)) / gaussian_std
+        per_pixel = 0.5 * z.square() + math.log(gaussian_std) + 0.5 * math.log(2 * math.pi)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}")
+    return per_pixel.flatten(1).sum(1)
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, in closed form."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)
+
+
+def squared_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error per sample (mean over pixels)."""
+    return (prediction - target).square().flatten(1).mean(1)
+
+
+def corrupt(x: Tensor, kind: str, level: float) -> Tensor:
+    """Corrupt inputs for a denoising model: additive gaussian noise or random pixel masking."""
+    if kind == "none" or level == 0:
+        return x
+    if kind == "gaussian":
+        return (x + level * torch.randn_like(x)).clamp(0.0, 1.0)
+    if kind == "mask":
+        return x * (torch.rand_like(x) >= level).to(x.dtype)
+    raise ValueError(f"unknown corruption {kind!r}")

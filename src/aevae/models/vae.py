@@ -1,0 +1,63 @@
+"""Variational autoencoder with a diagonal-Gaussian posterior (and beta-VAE through `beta`)."""
+
+import torch
+from torch import Tensor
+
+from aevae.config import VAEConfig
+from aevae.models.base import BaseAutoencoder
+from aevae.models.losses import gaussian_kl, reconstruction_nll, squared_error
+
+
+class VariationalAutoencoder(BaseAutoencoder):
+    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) bernoulli or gaussian.
+
+    loss = recon + beta_t * kl, with beta_t rising linearly from 0 to `beta` over
+    `kl_warmup_epochs`; `elbo` = -(recon + kl) is always reported with weight 1, in nats.
+    """
+
+    config_class = VAEConfig
+    terms = ("loss", "recon", "kl", "elbo", "mse")
+
+    @property
+    def encoder_out_features(self) -> int:
+        return 2 * self.cfg.latent_dim
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-variance."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The posterior mean."""
+        return self.encode(x)[0]
+
+    def sample(self, n: int) -> Tensor:
+        z = torch.randn(n, self.cfg.latent_dim, device=self.device)
+        return self.decode(z)
+
+    def kl_weight(self) -> float:
+        """beta, scaled by the warm-up factor while training."""
+        if not self.training or self.cfg.kl_warmup_epochs == 0 or self._trainer is None:
+            return self.cfg.beta
+        progress = self.trainer.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / max(1, self.trainer.num_training_batches)
+        return self.cfg.beta * min(1.0, progress / self.cfg.kl_warmup_epochs)
+
+    def loss_terms(self, x_in: Tensor, target: Tensor) -> dict[str, Tensor]:
+        mu, logvar = self.encode(x_in)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logits = self.decoder(z)
+        recon = reconstruction_nll(logits, target, self.cfg.likelihood, self.cfg.gaussian_std)
+        kl = gaussian_kl(mu, logvar)
+        return {
+            "loss": recon + self.kl_weight() * kl,
+            "recon": recon,
+            "kl": kl,
+            "elbo": -(recon + kl),
+            "mse": squared_error(logits.sigmoid(), target),
+        }
+
+    def score_anomaly(self, x: Tensor) -> Tensor:
+        """Negative ELBO with the posterior mean as the decoded code (deterministic)."""
+        mu, logvar = self.encode(x)
+        recon = reconstruction_nll(self.decoder(mu), x, self.cfg.likelihood, self.cfg.gaussian_std)
+        return recon + gaussian_kl(mu, logvar)

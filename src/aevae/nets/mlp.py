@@ -1,0 +1,40 @@
+"""Fully connected encoder and decoder."""
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """Flattens an image and maps it to `out_features` numbers."""
+
+    def __init__(self, image_shape: Sequence[int], out_features: int, hidden_dims: Sequence[int]) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *hidden_dims, out_features]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """Maps a latent vector to pixel logits of `image_shape`."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, hidden_dims: Sequence[int]) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            mlp([latent_dim, *reversed(hidden_dims), math.prod(image_shape)]), nn.Unflatten(1, tuple(image_shape))
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)

@@ -1,0 +1,111 @@
+"""MLflow set-up: tracking URI, reachability check, tags, flattened params, run groups."""
+
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aevae.errors import TrackingError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_PARAM_LENGTH = 250  # MLflow servers reject or truncate long param values
+GROUP_TAG = "aevae.group"
+ROLE_TAG = "aevae.role"
+
+
+def tracking_uri(configured: str | None) -> str:
+    """The configured URI, else $MLFLOW_TRACKING_URI, else the project's SQLite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the URI, if an HTTP tracking server does not answer its health check."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable: {exc}") from exc
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri.removeprefix("sqlite:///")).parent
+        if not parent.is_dir():
+            raise TrackingError(f"MLflow tracking store {uri}: directory {parent} does not exist")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"}, values shortened to what MLflow accepts."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def git_commit() -> str | None:
+    """The commit of the working directory's git repository, if there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_tags(stage: str, dataset: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tags that let the MLflow UI filter runs by stage, data set and code version."""
+    tags = {"aevae.stage": stage, "aevae.dataset": dataset, **(extra or {})}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
+    """The id of the parent run of `group`, created on first use.
+
+    Concurrent jobs may both create one; all of them then settle on the oldest parent and the
+    others delete their own, so every run of the group nests under a single parent.
+    """
+    query = f"tags.`{GROUP_TAG}` = '{group}' and tags.`{ROLE_TAG}` = 'parent'"
+
+    def parents() -> list[Any]:
+        runs = client.search_runs([experiment_id], filter_string=query, max_results=50)
+        return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+    found = parents()
+    if found:
+        return found[0].info.run_id
+    mine = client.create_run(experiment_id, run_name=group, tags={GROUP_TAG: group, ROLE_TAG: "parent"})
+    client.set_terminated(mine.info.run_id)
+    winner = parents()[0].info.run_id
+    if winner != mine.info.run_id:
+        client.delete_run(mine.info.run_id)
+    return winner
+
+
+def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str) -> Any:
+    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = tracking_uri(logger_cfg.tracking_uri)
+    check_reachable(uri)
+    tags = run_tags(stage, dataset, logger_cfg.tags)
+    if logger_cfg.group:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(logger_cfg.experiment_name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(logger_cfg.experiment_name)
+        tags[GROUP_TAG] = logger_cfg.group
+        tags["mlflow.parentRunId"] = group_parent_run(client, experiment_id, logger_cfg.group)
+    return MLFlowLogger(
+        experiment_name=logger_cfg.experiment_name,
+        run_name=logger_cfg.run_name,
+        tracking_uri=uri,
+        tags=tags,
+    )
