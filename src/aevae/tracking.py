@@ -1,10 +1,12 @@
 """MLflow set-up: tracking URI, reachability check, tags, flattened params, run groups."""
 
 import os
+import time
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +90,8 @@ def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
     return winner
 
 
-def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str) -> Any:
-    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any."""
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    uri = tracking_uri(logger_cfg.tracking_uri)
-    check_reachable(uri)
+def _resolved_tags(logger_cfg: Any, uri: str, stage: str, dataset: str) -> dict[str, str]:
+    """Run tags, with the group's parent run when the config names a group."""
     tags = run_tags(stage, dataset, logger_cfg.tags)
     if logger_cfg.group:
         from mlflow import MlflowClient
@@ -103,9 +101,61 @@ def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str) -> Any:
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(logger_cfg.experiment_name)
         tags[GROUP_TAG] = logger_cfg.group
         tags["mlflow.parentRunId"] = group_parent_run(client, experiment_id, logger_cfg.group)
+    return tags
+
+
+def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str) -> Any:
+    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = tracking_uri(logger_cfg.tracking_uri)
+    check_reachable(uri)
     return MLFlowLogger(
         experiment_name=logger_cfg.experiment_name,
         run_name=logger_cfg.run_name,
         tracking_uri=uri,
-        tags=tags,
+        tags=_resolved_tags(logger_cfg, uri, stage, dataset),
     )
+
+
+class StageRun:
+    """An MLflow run of a stage that does not train (evaluate, probe, report); no-op when off."""
+
+    def __init__(self, client: Any = None, run_id: str | None = None) -> None:
+        self.client, self.run_id = client, run_id
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        if self.client:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.client:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+@contextmanager
+def stage_run(logger_cfg: Any, *, stage: str, dataset: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
+    """Open an MLflow run for a stage (params logged flattened); it ends FAILED on an exception."""
+    if logger_cfg.name == "none":
+        yield StageRun()
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    uri = tracking_uri(logger_cfg.tracking_uri)
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(logger_cfg.experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(logger_cfg.experiment_name)
+    tags = _resolved_tags(logger_cfg, uri, stage, dataset)
+    run = client.create_run(experiment_id, run_name=logger_cfg.run_name or stage, tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten(params).items()])
+    try:
+        yield StageRun(client, run.info.run_id)
+    except BaseException:
+        client.set_terminated(run.info.run_id, status="FAILED")
+        raise
+    client.set_terminated(run.info.run_id, status="FINISHED")
