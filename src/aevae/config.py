@@ -5,7 +5,7 @@ YAML file or an override is rejected by Hydra before any work starts. `validate_
 values (ranges, names) and raises `ConfigError` with one line that names the key.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -18,6 +18,7 @@ BINARIZATIONS = ("none", "threshold", "static", "dynamic")
 LIKELIHOODS = ("bernoulli", "gaussian")
 CORRUPTIONS = ("none", "gaussian", "mask")
 LOGGERS = ("mlflow", "none")
+PROBE_BASELINES = ("pixels", "pca")
 
 
 # Every value lives in conf/; these classes declare the keys and their types only.
@@ -50,6 +51,9 @@ class ConvNetConfig:
     name: str = MISSING
     channels: list[int] = MISSING
     hidden_dim: int = MISSING
+
+
+NET_SCHEMAS = {"mlp": MLPNetConfig, "conv": ConvNetConfig}
 
 
 @dataclass
@@ -112,13 +116,43 @@ class TrainConfig:
     compile: bool = MISSING  # torch.compile the model
 
 
+@dataclass
+class PrepareConfig:
+    data: DataConfig = MISSING
+    output: str = MISSING  # the prepared split file to write
+
+
+@dataclass
+class LogRegConfig:
+    C: float = MISSING  # inverse L2 strength, on standardized features
+    max_iter: int = MISSING  # lbfgs iterations per fit
+
+
+@dataclass
+class ProbeConfig:
+    data: DataConfig = MISSING
+    logger: LoggerConfig = MISSING
+    models: dict[str, str] = MISSING  # feature name -> checkpoint whose `embed` gives the features
+    baselines: list[str] = MISSING  # of PROBE_BASELINES
+    pca_components: Optional[int] = MISSING  # null: the models' latent size
+    labels_per_class: list[int] = MISSING  # label budgets, class-balanced subsets of train
+    all_labels: bool = MISSING  # also probe with every training label
+    repeats: int = MISSING  # subsets per budget, drawn with seeds seed .. seed + repeats - 1
+    seed: int = MISSING
+    logreg: LogRegConfig = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by every entry point)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="prepare_schema", node=PrepareConfig)
+    cs.store(name="probe_schema", node=ProbeConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="net", name="mlp_schema", node=MLPNetConfig)
-    cs.store(group="net", name="conv_schema", node=ConvNetConfig)
+    for name, schema in NET_SCHEMAS.items():
+        cs.store(group="net", name=f"{name}_schema", node=schema)
     cs.store(group="model", name="ae_schema", node=AEConfig)
     cs.store(group="model", name="vae_schema", node=VAEConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
@@ -130,12 +164,19 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _known_keys(node: Any, schema: type, key: str) -> None:
+    """Reject keys that the schema does not declare (Hydra lets `+key=value` append them)."""
+    unknown = sorted(set(node) - {f.name for f in fields(schema)})
+    _require(not unknown, key, f"unknown key(s) {', '.join(unknown)}")
+
+
 def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
     _require(value in allowed, key, f"unknown value {value!r}; expected one of {', '.join(allowed)}")
 
 
 def validate_data(data: Any) -> None:
     """Check the values of a `data` config node."""
+    _known_keys(data, DataConfig, "data")
     _one_of(data.name, DATASETS, "data.name")
     _one_of(data.binarize, BINARIZATIONS, "data.binarize")
     _require(0.0 <= data.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {data.val_fraction}")
@@ -157,6 +198,8 @@ def validate_model(model: Any, net: Any) -> None:
 
     _one_of(model.name, tuple(MODELS), "model.name")
     _one_of(net.name, tuple(NETS), "net.name")
+    _known_keys(model, MODELS[model.name].config_class, "model")
+    _known_keys(net, NET_SCHEMAS[net.name], "net")
     _require(model.latent_dim > 0, "model.latent_dim", f"must be > 0, got {model.latent_dim}")
     _one_of(model.likelihood, LIKELIHOODS, "model.likelihood")
     _require(model.gaussian_std > 0, "model.gaussian_std", f"must be > 0, got {model.gaussian_std}")
@@ -178,6 +221,31 @@ def validate_train(cfg: Any) -> None:
     validate_data(cfg.data)
     validate_model(cfg.model, cfg.net)
     trainer = cfg.trainer
+    _known_keys(trainer, TrainerConfig, "trainer")
+    _known_keys(cfg.logger, LoggerConfig, "logger")
     _require(trainer.max_epochs > 0 or trainer.max_steps > 0, "trainer.max_epochs", "must be > 0")
     _require(trainer.num_nodes > 0, "trainer.num_nodes", f"must be > 0, got {trainer.num_nodes}")
     _one_of(cfg.logger.name, LOGGERS, "logger.name")
+
+
+def validate_probe(cfg: Any) -> None:
+    """Check every value of a probe config before any data is loaded."""
+    _known_keys(cfg, ProbeConfig, "probe")
+    _known_keys(cfg.logreg, LogRegConfig, "logreg")
+    validate_data(cfg.data)
+    _known_keys(cfg.logger, LoggerConfig, "logger")
+    _one_of(cfg.logger.name, LOGGERS, "logger.name")
+    _require(cfg.data.train_classes is None, "data.train_classes", "the probe classifies every class; set it to null")
+    for baseline in cfg.baselines:
+        _one_of(baseline, PROBE_BASELINES, "baselines")
+    features = [*cfg.models, *cfg.baselines]
+    _require(len(features) > 0, "models", "nothing to probe: name a checkpoint or a baseline")
+    _require(len(set(features)) == len(features), "models", f"feature names must be unique (baselines included), got {features}")
+    _require(cfg.pca_components is None or cfg.pca_components > 0, "pca_components", f"must be > 0 or null, got {cfg.pca_components}")
+    budgets = list(cfg.labels_per_class)
+    _require(len(budgets) > 0 or cfg.all_labels, "labels_per_class", "empty while all_labels is false: nothing to probe")
+    _require(all(n > 0 for n in budgets), "labels_per_class", f"budgets must be > 0, got {budgets}")
+    _require(len(set(budgets)) == len(budgets), "labels_per_class", f"budgets must be unique, got {budgets}")
+    _require(cfg.repeats > 0, "repeats", f"must be > 0, got {cfg.repeats}")
+    _require(cfg.logreg.C > 0, "logreg.C", f"must be > 0, got {cfg.logreg.C}")
+    _require(cfg.logreg.max_iter > 0, "logreg.max_iter", f"must be > 0, got {cfg.logreg.max_iter}")

@@ -120,7 +120,7 @@ class InMemoryDataModule(L.LightningDataModule):
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
-            binarize_dynamic=shuffle and self.cfg.binarize == "dynamic",
+            binarize_dynamic=split == "train" and self.cfg.binarize == "dynamic",
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -1,0 +1,72 @@
+"""Training runs for every model x net x data set, each logged to a real MLflow store."""
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from aevae.models import load_model
+from aevae.training import train
+from conftest import TINY
+
+CONV_TINY = ["net=conv", "net.channels=[4,8]", "net.hidden_dim=16"]
+
+
+def tiny(net: str) -> list[str]:
+    """TINY settings for the given net."""
+    return [o for o in TINY if not o.startswith("net.")] + CONV_TINY if net == "conv" else TINY
+
+
+def read_run(tracking_uri: str):
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("aevae")
+    (run,) = client.search_runs([experiment.experiment_id])
+    return client, run
+
+
+@pytest.mark.parametrize("model", ["ae", "dae", "vae", "beta_vae"])
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, model, net):
+    overrides = [*tiny(net), f"model={model}"]
+    cfg = make_config(overrides)
+    metrics = train(cfg)
+
+    out = tmp_path / "out"
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics)
+    assert (out / "checkpoints" / "last.ckpt").exists() and (out / "checkpoints" / "best.ckpt").exists()
+    expected = {"val/loss", "val/recon", "val/mse"} | ({"val/kl", "val/elbo"} if "vae" in model else set())
+    assert expected <= metrics.keys()
+
+    client, run = read_run(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.latent_dim"] == "4"
+    assert run.data.params["net.name"] == net
+    assert run.data.tags["aevae.dataset"] == "digits"
+    assert run.data.metrics["val/loss"] == pytest.approx(metrics["val/loss"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.json", "history.csv", "reconstructions.png"} <= artifacts
+
+    restored = load_model(out / "checkpoints" / "last.ckpt")
+    assert type(restored).__name__ == ("VariationalAutoencoder" if "vae" in model else "Autoencoder")
+    assert restored.cfg.corruption == cfg.model.corruption
+
+
+@pytest.mark.parametrize("model", ["ae", "vae"])
+@pytest.mark.parametrize("net", ["mlp", "conv"])
+def test_train_on_mnist(make_config, tracking_uri, mnist_root, model, net):
+    cfg = make_config([*tiny(net), "data=mnist", f"data.root={mnist_root}", f"model={model}"])
+    metrics = train(cfg)
+    assert metrics["val/mse"] < 0.3
+    _, run = read_run(tracking_uri)
+    assert run.data.tags["aevae.dataset"] == "mnist"
+    assert run.data.params["data.name"] == "mnist"
+
+
+def test_training_improves_the_elbo(make_config):
+    cfg = make_config(["trainer.max_epochs=3", "trainer.enable_progress_bar=false", "logger=none", "data.binarize=static"])
+    train(cfg)
+    history = (cfg.output_dir + "/history.csv")
+    rows = [line.split(",") for line in open(history).read().splitlines()]
+    column = rows[0].index("val/elbo")
+    elbos = [float(row[column]) for row in rows[1:]]
+    assert len(elbos) == 3 and elbos[-1] > elbos[0]
