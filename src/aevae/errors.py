@@ -15,3 +15,7 @@ class DataError(AevaeError):
 
 class TrackingError(AevaeError):
     """The MLflow tracking store cannot be reached."""
+
+
+class TrainingError(AevaeError):
+    """Training cannot go on (a non-finite loss)."""

@@ -104,12 +104,27 @@ def _resolved_tags(logger_cfg: Any, uri: str, stage: str, dataset: str) -> dict[
     return tags
 
 
-def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str) -> Any:
-    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any."""
+def _run_exists(uri: str, run_id: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, run_id: str | None = None) -> Any:
+    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any.
+
+    With the `run_id` of a run in the store, it logs into that run (a resumed training)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     uri = tracking_uri(logger_cfg.tracking_uri)
     check_reachable(uri)
+    if run_id and _run_exists(uri, run_id):
+        return MLFlowLogger(experiment_name=logger_cfg.experiment_name, tracking_uri=uri, run_id=run_id)
     return MLFlowLogger(
         experiment_name=logger_cfg.experiment_name,
         run_name=logger_cfg.run_name,

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from aevae.config import AEConfig
+from aevae.errors import TrainingError
 from aevae.models.losses import corrupt
 from aevae.nets import build_nets
 
@@ -70,9 +71,13 @@ class BaseAutoencoder(L.LightningModule):
         x = batch[0]
         terms = self.loss_terms(corrupt(x, self.cfg.corruption, self.cfg.corruption_level), x)
         loss = terms["loss"].mean()
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{name}={terms[name].detach().mean().item():.4g}" for name in self.terms)
+            raise TrainingError(f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}")
+        # sync_dist: under DDP the logged value is the mean over all ranks, not rank 0's alone
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         for name in self.terms[1:]:
-            self.log(f"train/{name}", terms[name].detach().mean(), on_step=False, on_epoch=True)
+            self.log(f"train/{name}", terms[name].detach().mean(), on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _update_means(self, means: nn.ModuleDict, stage: str, x: Tensor) -> None:
