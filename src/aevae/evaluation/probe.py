@@ -1,0 +1,314 @@
+"""Semi-supervised probe: how well do frozen latent codes classify with few labels?
+
+For each label budget (n labelled training images per class, or every training label) and each
+seed, one class-balanced labelled subset of the training split is drawn and shared by every
+feature type, so the comparison between features is paired. A multinomial logistic regression on
+standardized features is fitted on the subset and scored on the whole test split.
+
+Features: a trained model's `embed` (the posterior mean for a VAE), and the baselines raw pixels
+and PCA (fitted on all training images, as many components as the latent size).
+"""
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+from torch import Tensor
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from aevae.config import validate_probe  # noqa: E402
+from aevae.data import InMemoryDataModule, load_or_prepare  # noqa: E402
+from aevae.errors import ConfigError, DataError  # noqa: E402
+from aevae.io import write_atomic, write_json  # noqa: E402
+from aevae.models import BaseAutoencoder, load_model  # noqa: E402
+from aevae.tracking import stage_run  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+ALL_LABELS = "all"
+Budget = int | None  # labelled images per class; None: every training label
+FeaturePair = tuple[np.ndarray, np.ndarray]  # (train features, test features)
+METRIC_NAME = re.compile(r"^probe/(?P<feature>[^/]+)/(?P<budget>[^/]+)/acc_(?P<stat>mean|std)$")
+
+
+# --- label budgets and labelled subsets ---------------------------------------------------------
+def label_budgets(labels_per_class: Sequence[int], all_labels: bool) -> list[Budget]:
+    """The budgets in increasing order, `None` (every label) last."""
+    return [*sorted(labels_per_class), *([None] if all_labels else [])]
+
+
+def budget_name(budget: Budget) -> str:
+    """`n10` for 10 labels per class, `all` for every label."""
+    return ALL_LABELS if budget is None else f"n{budget}"
+
+
+def check_budgets(train_labels: np.ndarray, budgets: Sequence[Budget]) -> None:
+    """Reject a budget larger than the smallest class of the training split."""
+    classes, counts = np.unique(train_labels, return_counts=True)
+    smallest = int(counts.argmin())
+    for budget in budgets:
+        if budget is not None and budget > counts[smallest]:
+            raise ConfigError(
+                f"labels_per_class: a budget of {budget} labels per class exceeds the "
+                f"{counts[smallest]} training images of class {classes[smallest]}"
+            )
+
+
+def labelled_subset(train_labels: np.ndarray, budget: Budget, seed: int) -> np.ndarray:
+    """Sorted indices into the training split: `budget` images of every class, drawn with `seed`.
+
+    Each class is shuffled once per seed and its first `budget` images are taken, so for one seed
+    a smaller budget's subset lies inside a larger one's.
+    """
+    if budget is None:
+        return np.arange(len(train_labels))
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(train_labels == c))[:budget] for c in np.unique(train_labels)]
+    return np.sort(np.concatenate(picks))
+
+
+# --- features ----------------------------------------------------------------------------------
+def embed_images(model: BaseAutoencoder, images: Tensor, batch_size: int) -> np.ndarray:
+    """The model's `embed` of `images`, computed in batches without gradients."""
+    model.eval()
+    with torch.inference_mode():
+        codes = [model.embed(batch.to(model.device)).cpu() for batch in images.split(batch_size)]
+    return torch.cat(codes).numpy()
+
+
+def pca_features(train_images: Tensor, test_images: Tensor, n_components: int, seed: int) -> FeaturePair:
+    """Projections on the first `n_components` principal components of the training images."""
+    pca = PCA(n_components=n_components, random_state=seed).fit(train_images.flatten(1).numpy())
+    return pca.transform(train_images.flatten(1).numpy()), pca.transform(test_images.flatten(1).numpy())
+
+
+def probe_features(
+    models: Mapping[str, BaseAutoencoder],
+    baselines: Sequence[str],
+    train_images: Tensor,
+    test_images: Tensor,
+    pca_components: int | None,
+    batch_size: int,
+    seed: int,
+) -> dict[str, FeaturePair]:
+    """Train and test features of every model (its `embed`) and baseline (`pixels`, `pca`)."""
+    features = {name: (embed_images(model, train_images, batch_size), embed_images(model, test_images, batch_size)) for name, model in models.items()}
+    if "pixels" in baselines:
+        features["pixels"] = (train_images.flatten(1).numpy(), test_images.flatten(1).numpy())
+    if "pca" in baselines:
+        features["pca"] = pca_features(train_images, test_images, pca_components, seed)
+    return features
+
+
+def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int]) -> dict[str, BaseAutoencoder]:
+    """The trained models named in config, checked to match the data's image shape."""
+    models = {}
+    for name, path in checkpoints.items():
+        if not Path(path).is_file():
+            raise DataError(f"models.{name}: checkpoint {path} not found (run the train stage first)")
+        model = load_model(path)
+        if tuple(model.image_shape) != tuple(image_shape):
+            raise DataError(f"models.{name}: {path} was trained on images of shape {model.image_shape}, the data has {tuple(image_shape)}")
+        models[name] = model
+    return models
+
+
+def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAutoencoder]) -> int:
+    """The configured number of PCA components, else the models' common latent size."""
+    if configured is not None:
+        return configured
+    sizes = {name: model.cfg.latent_dim for name, model in models.items()}
+    if len(set(sizes.values())) != 1:
+        raise ConfigError(f"pca_components: cannot take it from the models' latent sizes {sizes}; set it")
+    return next(iter(sizes.values()))
+
+
+# --- the protocol ------------------------------------------------------------------------------
+def logistic_probe(C: float, max_iter: int) -> Pipeline:
+    """Multinomial logistic regression (lbfgs, L2 strength 1/C) on standardized features."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+
+def probe_runs(
+    features: Mapping[str, FeaturePair],
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    budgets: Sequence[Budget],
+    seeds: Sequence[int],
+    logreg_cfg: Any,
+) -> list[dict[str, Any]]:
+    """Test accuracy of one fit per feature x budget x seed, on subsets shared by all features.
+
+    The `all` budget does not depend on the seed and is fitted once. BLAS runs single-threaded:
+    these fits are small, and threaded BLAS made them an order of magnitude slower.
+    """
+    n_classes = len(np.unique(train_labels))
+    runs = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for budget in budgets:
+            for seed in seeds if budget is not None else seeds[:1]:
+                subset = labelled_subset(train_labels, budget, seed)
+                for feature, (train_x, test_x) in features.items():
+                    classifier = logistic_probe(logreg_cfg.C, logreg_cfg.max_iter).fit(train_x[subset], train_labels[subset])
+                    runs.append(
+                        {
+                            "feature": feature,
+                            "budget": budget_name(budget),
+                            "labels_per_class": len(subset) / n_classes,
+                            "seed": seed,
+                            "accuracy": float(classifier.score(test_x, test_labels)),
+                        }
+                    )
+    return runs
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample std (0 for a single fit) of the accuracy per feature x budget."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["feature"], run["budget"]), []).append(run)
+    summary = []
+    for (feature, budget), group in groups.items():
+        accuracy = np.array([run["accuracy"] for run in group])
+        summary.append(
+            {
+                "feature": feature,
+                "budget": budget,
+                "labels_per_class": group[0]["labels_per_class"],
+                "accuracy": float(accuracy.mean()),
+                "accuracy_std": float(accuracy.std(ddof=1)) if len(accuracy) > 1 else 0.0,
+                "fits": len(group),
+            }
+        )
+    return summary
+
+
+def probe_metrics(summary: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """`probe/<feature>/<budget>/acc_mean` and `.../acc_std` for every summary row."""
+    metrics = {}
+    for row in summary:
+        prefix = f"probe/{row['feature']}/{row['budget']}"
+        metrics[f"{prefix}/acc_mean"] = row["accuracy"]
+        metrics[f"{prefix}/acc_std"] = row["accuracy_std"]
+    return metrics
+
+
+# --- presentation ------------------------------------------------------------------------------
+def _budget_order(budget: str) -> float:
+    return float("inf") if budget == ALL_LABELS else float(budget.removeprefix("n"))
+
+
+def probe_table(metrics: Mapping[str, float]) -> str:
+    """A Markdown table of `mean ± std` test accuracy: one row per feature, one column per budget.
+
+    Reads the `probe/...` entries of a metrics dict (other entries are ignored).
+    """
+    cells: dict[str, dict[str, dict[str, float]]] = {}
+    for name, value in metrics.items():
+        match = METRIC_NAME.match(name)
+        if match:
+            cells.setdefault(match["feature"], {}).setdefault(match["budget"], {})[match["stat"]] = value
+    budgets = sorted({budget for row in cells.values() for budget in row}, key=_budget_order)
+    header = ["feature", *(f"{b.removeprefix('n')} / class" if b != ALL_LABELS else "all labels" for b in budgets)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for feature, row in cells.items():
+        values = [f"{row[b]['mean']:.3f} ± {row[b]['std']:.3f}" if b in row else "" for b in budgets]
+        lines.append("| " + " | ".join([feature, *values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path:
+    """Test accuracy against labels per class (log x), one line with error bars per feature."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for feature in dict.fromkeys(row["feature"] for row in summary):
+        rows = [row for row in summary if row["feature"] == feature]
+        ax.errorbar(
+            [row["labels_per_class"] for row in rows],
+            [row["accuracy"] for row in rows],
+            yerr=[row["accuracy_std"] for row in rows],
+            marker="o",
+            capsize=3,
+            label=feature,
+        )
+    ax.set_xscale("log")
+    budgets = {row["budget"]: row["labels_per_class"] for row in summary}
+    ax.set_xticks([x for b, x in budgets.items() if b != ALL_LABELS], [b.removeprefix("n") for b in budgets if b != ALL_LABELS])
+    ax.minorticks_off()
+    if ALL_LABELS in budgets:
+        x = budgets[ALL_LABELS]
+        ax.axvline(x, color="gray", linestyle=":", linewidth=1)
+        ax.annotate(f"all labels (~{x:.0f} / class)", (x, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="right", va="bottom", color="gray")
+    ax.set_xlabel("labelled training images per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return Path(path)
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write dict rows as CSV (columns in first-seen order), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
+# --- the stage ---------------------------------------------------------------------------------
+def run_probe(cfg: Any) -> dict[str, float]:
+    """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
+    (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
+    under `cfg.output_dir`, and log metrics and files to MLflow (stage `cfg.stage`).
+    """
+    validate_probe(cfg)
+    splits = load_or_prepare(cfg.data)
+    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+    datamodule.setup()
+    train_images, train_labels = datamodule.tensors["train"]
+    test_images, test_labels = datamodule.tensors["test"]
+    budgets = label_budgets(cfg.labels_per_class, cfg.all_labels)
+    check_budgets(train_labels.numpy(), budgets)
+    models = load_probed_models(cfg.models, splits.image_shape)
+    n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in cfg.baselines else None
+
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params["pca_components"] = n_components
+    with stage_run(cfg.logger, stage=cfg.stage, dataset=cfg.data.name, params=params) as run:
+        features = probe_features(models, cfg.baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
+        seeds = [cfg.seed + r for r in range(cfg.repeats)]
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, cfg.logreg)
+        summary = summarize(runs)
+        metrics = probe_metrics(summary)
+
+        output_dir = Path(cfg.output_dir)
+        title = f"{cfg.data.name}: logistic regression (C={cfg.logreg.C}) on frozen features, {cfg.repeats} seeds"
+        outputs = [
+            write_json(output_dir / "metrics.json", metrics),
+            write_csv(output_dir / "accuracy.csv", summary),
+            write_csv(output_dir / "accuracy_runs.csv", runs),
+            save_accuracy_plot(summary, output_dir / "accuracy.png", title),
+        ]
+        run.log_metrics(metrics)
+        for path in outputs:
+            run.log_artifact(path)
+    log.info("probe accuracy (%s):\n%s", title, probe_table(metrics))
+    return metrics

@@ -1,0 +1,173 @@
+"""The semi-supervised probe: labelled subsets, the paired protocol, its errors and the stage."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf, open_dict
+
+from aevae.config import validate_probe
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import ConfigError
+from aevae.evaluation.probe import labelled_subset, probe_runs, probe_table, resolve_pca_components, run_probe
+from aevae.models import build_model, load_model
+from aevae.training import train
+from conftest import CONF_DIR, REPO_ROOT, TINY
+
+LOGREG = OmegaConf.create({"C": 1.0, "max_iter": 200})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The digits splits as the probe sees them: flattened train/test images and labels."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="probe")
+    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data)
+    datamodule.setup()
+    (train_x, train_y), (test_x, test_y) = datamodule.tensors["train"], datamodule.tensors["test"]
+    return train_x.flatten(1).numpy(), train_y.numpy(), test_x.flatten(1).numpy(), test_y.numpy()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny AE and VAE trained on digits: feature name -> best checkpoint."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for model in ("ae", "vae"):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[*TINY, f"model={model}", "logger=none"])
+        with open_dict(cfg):
+            cfg.output_dir = str(root / model)
+        train(cfg)
+        paths[model] = root / model / "checkpoints" / "best.ckpt"
+    return paths
+
+
+def test_labelled_subsets_are_balanced_seeded_and_nested(digits):
+    train_x, train_y, test_x, _ = digits
+    test_images = {row.tobytes() for row in test_x}
+    for budget in (1, 10, 100):
+        subset = labelled_subset(train_y, budget, seed=3)
+        assert np.bincount(train_y[subset]).tolist() == [budget] * 10
+        assert len(np.unique(subset)) == len(subset) and subset.max() < len(train_y)
+        assert not any(train_x[i].tobytes() in test_images for i in subset)  # digits has no duplicate images
+        np.testing.assert_array_equal(subset, labelled_subset(train_y, budget, seed=3))
+    assert set(labelled_subset(train_y, 10, seed=3)) <= set(labelled_subset(train_y, 100, seed=3))
+    assert set(labelled_subset(train_y, 10, seed=0)) != set(labelled_subset(train_y, 10, seed=1))
+    assert len(labelled_subset(train_y, None, seed=0)) == len(train_y)
+
+
+def test_every_feature_sees_the_same_subsets(digits):
+    """Two copies of one feature get identical accuracies per seed (paired), different across seeds."""
+    train_x, train_y, test_x, test_y = digits
+    features = {"a": (train_x, test_x), "b": (train_x.copy(), test_x.copy())}
+    runs = probe_runs(features, train_y, test_y, [1, None], seeds=[0, 1, 2], logreg_cfg=LOGREG)
+    by_key = {(run["feature"], run["budget"], run["seed"]): run["accuracy"] for run in runs}
+    for budget, seeds in (("n1", [0, 1, 2]), ("all", [0])):
+        for seed in seeds:
+            assert by_key["a", budget, seed] == by_key["b", budget, seed]
+    assert len({by_key["a", "n1", seed] for seed in (0, 1, 2)}) == 3
+    assert len(runs) == 2 * (3 + 1)  # the `all` budget is fitted once
+
+
+def test_pixel_probe_with_all_labels_is_accurate(digits):
+    train_x, train_y, test_x, test_y = digits
+    (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, [None], seeds=[0], logreg_cfg=LOGREG)
+    assert run["accuracy"] > 0.93
+    (shuffled,) = probe_runs({"pixels": (train_x, test_x)}, np.random.default_rng(0).permutation(train_y), test_y, [None], [0], LOGREG)
+    assert shuffled["accuracy"] < 0.3  # labels that do not belong to their images carry no signal
+
+
+def test_probe_table_orders_budgets_numerically():
+    metrics = {}
+    for feature, accuracy in (("vae", 0.8), ("pixels", 0.9)):
+        for budget, std in (("n100", 0.01), ("all", 0.0), ("n10", 0.02)):
+            metrics[f"probe/{feature}/{budget}/acc_mean"] = accuracy
+            metrics[f"probe/{feature}/{budget}/acc_std"] = std
+    lines = probe_table({"test/mse": 0.1, **metrics}).splitlines()
+    assert lines[0] == "| feature | 10 / class | 100 / class | all labels |"
+    assert lines[2] == "| vae | 0.800 ± 0.020 | 0.800 ± 0.010 | 0.800 ± 0.000 |"
+    assert lines[3].startswith("| pixels | 0.900 ± 0.020")
+
+
+def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_config, tmp_path):
+    cfg = make_config(["labels_per_class=[1,101]", "models.ae=missing.ckpt"], config_name="probe")
+    with pytest.raises(ConfigError, match=r"labels_per_class: a budget of 101 .* the 100 training images of class 2"):
+        run_probe(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("baselines=[pixel]", "baselines"),
+        ("labels_per_class=[0,10]", "labels_per_class"),
+        ("labels_per_class=[10,10]", "labels_per_class"),
+        ("labels_per_class=[]", "labels_per_class"),
+        ("repeats=0", "repeats"),
+        ("logreg.C=0", "logreg.C"),
+        ("data.train_classes=[0,1]", "data.train_classes"),
+        ("+models.pixels=x.ckpt", "models"),
+        ("+logreg.tol=0.1", "logreg"),
+    ],
+)
+def test_bad_probe_config_is_rejected(make_config, override, key):
+    cfg = make_config([override, "all_labels=false"], config_name="probe")
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate_probe(cfg)
+
+
+def test_pca_size_comes_from_the_models_or_the_config(checkpoints):
+    models = {name: load_model(path) for name, path in checkpoints.items()}
+    assert resolve_pca_components(None, models) == 4
+    models["small"] = build_model({**models["ae"].hparams["model"], "latent_dim": 3}, models["ae"].hparams["net"], (1, 8, 8))
+    with pytest.raises(ConfigError, match="^pca_components: .*'small': 3"):
+        resolve_pca_components(None, models)
+    assert resolve_pca_components(7, models) == 7
+
+
+@pytest.mark.slow
+def test_probe_stage_end_to_end(checkpoints, tmp_path, tracking_uri):
+    out = tmp_path / "probe"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "pipelines" / "probe.py"),
+        f"models.ae={checkpoints['ae']}",
+        f"models.vae={checkpoints['vae']}",
+        f"output_dir={out}",
+        f"logger.tracking_uri={tracking_uri}",
+        "labels_per_class=[1,5]",
+        "repeats=2",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    features, budgets = ("ae", "vae", "pixels", "pca"), ("n1", "n5", "all")
+    assert set(metrics) == {f"probe/{f}/{b}/acc_{s}" for f in features for b in budgets for s in ("mean", "std")}
+    assert all(0.0 <= value <= 1.0 for value in metrics.values())
+    assert metrics["probe/pixels/all/acc_mean"] > 0.93
+
+    with open(out / "accuracy.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["feature"], row["budget"]) for row in rows[:4]] == [(f, "n1") for f in features]
+    assert {float(row["labels_per_class"]) for row in rows} == {1.0, 5.0, 115.0}
+    assert float(rows[0]["accuracy"]) == pytest.approx(metrics["probe/ae/n1/acc_mean"])
+    with open(out / "accuracy_runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(features) * (2 + 2 + 1)
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["aevae.stage"] == "probe"
+    assert run.data.params["pca_components"] == "4"
+    assert run.data.metrics == pytest.approx(metrics)
+    assert {"metrics.json", "accuracy.csv", "accuracy_runs.csv", "accuracy.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
