@@ -1,5 +1,6 @@
 """MLflow set-up: tracking URI, reachability check, tags, flattened params, run groups."""
 
+import hashlib
 import os
 import time
 import subprocess
@@ -59,12 +60,29 @@ def git_commit() -> str | None:
 
 
 def run_tags(stage: str, dataset: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Tags that let the MLflow UI filter runs by stage, data set and code version."""
+    """Tags that let the MLflow UI filter runs by stage (and DVC stage), data set and code version."""
     tags = {"aevae.stage": stage, "aevae.dataset": dataset, **(extra or {})}
+    if os.environ.get("DVC_STAGE"):
+        tags["aevae.dvc_stage"] = os.environ["DVC_STAGE"]
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+def dvc_pipeline_group() -> str | None:
+    """Under DVC, an id shared by the stages of one pipeline state: `repro-<commit>-<params hash>`."""
+    if not os.environ.get("DVC_STAGE"):
+        return None
+    params = Path(os.environ.get("DVC_ROOT", ".")) / "params.yaml"
+    digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
+    return f"repro-{(git_commit() or 'nogit')[:8]}-{digest}"
+
+
+def experiment_id(client: Any, name: str) -> str:
+    """The id of the experiment called `name`, created on first use."""
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
 def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
@@ -91,16 +109,15 @@ def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
 
 
 def _resolved_tags(logger_cfg: Any, uri: str, stage: str, dataset: str) -> dict[str, str]:
-    """Run tags, with the group's parent run when the config names a group."""
+    """Run tags, with the group's parent run when the config names a group or DVC runs the stage."""
     tags = run_tags(stage, dataset, logger_cfg.tags)
-    if logger_cfg.group:
+    group = logger_cfg.group or dvc_pipeline_group()
+    if group:
         from mlflow import MlflowClient
 
         client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name(logger_cfg.experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(logger_cfg.experiment_name)
-        tags[GROUP_TAG] = logger_cfg.group
-        tags["mlflow.parentRunId"] = group_parent_run(client, experiment_id, logger_cfg.group)
+        tags[GROUP_TAG] = group
+        tags["mlflow.parentRunId"] = group_parent_run(client, experiment_id(client, logger_cfg.experiment_name), group)
     return tags
 
 
@@ -163,10 +180,8 @@ def stage_run(logger_cfg: Any, *, stage: str, dataset: str, params: Mapping[str,
     uri = tracking_uri(logger_cfg.tracking_uri)
     check_reachable(uri)
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(logger_cfg.experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(logger_cfg.experiment_name)
     tags = _resolved_tags(logger_cfg, uri, stage, dataset)
-    run = client.create_run(experiment_id, run_name=logger_cfg.run_name or stage, tags=tags)
+    run = client.create_run(experiment_id(client, logger_cfg.experiment_name), run_name=logger_cfg.run_name or stage, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten(params).items()])
     try:
         yield StageRun(client, run.info.run_id)
