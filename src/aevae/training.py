@@ -49,6 +49,8 @@ def train(cfg: Any) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_or_prepare(cfg.data)
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+    # checkpoints record the data config, so evaluation can use the binarization trained with
+    datamodule.save_hyperparameters({"data": OmegaConf.to_container(cfg.data, resolve=True)}, logger=False)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.net, resolve=True), splits.image_shape)
 
     checkpoints = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True)

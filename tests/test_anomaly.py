@@ -1,0 +1,121 @@
+"""One-class anomaly detection: metrics against scikit-learn, the split, the baseline, the stage."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from aevae.config import validate_anomaly
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import ConfigError
+from aevae.evaluation.anomaly import anomaly_targets, detection_metrics, pca_scores, roc_points
+from aevae.evaluation.one_class import class_config, run_anomaly
+from conftest import REPO_ROOT, TINY
+
+
+def test_auroc_and_auprc_match_scikit_learn_on_large_tied_scores():
+    generator = torch.Generator().manual_seed(0)
+    targets = (torch.rand(500, generator=generator) < 0.3).long()
+    # scores in nats, far outside [0, 1], rounded so that there are ties
+    scores = (400 + 50 * torch.randn(500, generator=generator) + 20 * targets).round()
+    metrics = detection_metrics(scores, targets)
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(targets, scores), abs=1e-6)
+    assert metrics["auprc"] == pytest.approx(average_precision_score(targets, scores), abs=1e-6)
+
+
+def test_separating_scores_give_the_extremes():
+    targets = torch.tensor([0, 0, 0, 1, 1])
+    scores = torch.tensor([100.0, 101.0, 102.0, 250.0, 300.0])
+    assert detection_metrics(scores, targets) == {"auroc": 1.0, "auprc": 1.0}
+    assert detection_metrics(-scores, targets)["auroc"] == 0.0
+
+
+def test_roc_points_are_subsampled_with_both_ends():
+    generator = torch.Generator().manual_seed(0)
+    targets = (torch.rand(1000, generator=generator) < 0.5).long()
+    fpr, tpr = roc_points(torch.randn(1000, generator=generator) + targets, targets, max_points=20)
+    assert len(fpr) == len(tpr) <= 20
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert torch.all(fpr.diff() >= 0) and torch.all(tpr.diff() >= 0)
+
+
+def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config):
+    cfg = make_config(["model=ae"], config_name="anomaly")
+    splits = load_or_prepare(cfg.data)
+    class_cfg = class_config(cfg, 3, parent_run_id="parent")
+    assert class_cfg.output_dir.endswith("class_3") and class_cfg.logger.tags["mlflow.parentRunId"] == "parent"
+    datamodule = InMemoryDataModule(splits, class_cfg.data, seed=0)
+    datamodule.setup()
+    for split in ("train", "val"):
+        labels = datamodule.tensors[split][1]
+        assert len(labels) == int((splits.labels[split] == 3).sum()) > 0 and torch.all(labels == 3)
+    test_labels = datamodule.tensors["test"][1]
+    assert torch.equal(test_labels, splits.labels["test"]) and set(test_labels.tolist()) == set(range(10))
+    targets = anomaly_targets(test_labels, 3)
+    assert torch.equal(targets == 0, test_labels == 3)
+    assert cfg.data.train_classes is None  # the stage's own config is left untouched
+
+
+def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
+    cfg = make_config([], config_name="anomaly")
+    splits = load_or_prepare(cfg.data)
+    train_images = splits.scaled("train")[splits.labels["train"] == 0]
+    scores = pca_scores(train_images, splits.scaled("test"), n_components=8, seed=0)
+    assert scores.shape == (len(splits.labels["test"]),)
+    assert detection_metrics(scores, anomaly_targets(splits.labels["test"], 0))["auroc"] > 0.95
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("normal_classes=[]", "normal_classes"), ("normal_classes=[1,12]", "normal_classes"),
+     ("normal_classes=[2,2]", "normal_classes"), ("data.train_classes=[1]", "data.train_classes"),
+     ("roc_points=1", "roc_points"), ("likelihood.samples=-1", "likelihood.samples")],
+)  # fmt: skip
+def test_invalid_anomaly_config_names_the_key(make_config, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_anomaly(make_config([override], config_name="anomaly"))
+
+
+def test_vae_is_also_scored_by_its_importance_sampled_likelihood(make_config, tmp_path):
+    cfg = make_config([*TINY, "model=vae", "normal_classes=[7]", "likelihood.samples=5", "logger=none"], config_name="anomaly")
+    metrics = run_anomaly(cfg)
+    methods = {"vae", "vae_iwae", "pca"}
+    assert metrics.keys() == {f"anomaly/{m}/{s}/{c}" for m in methods for s in ("auroc", "auprc") for c in ("class_7", "mean")}
+    assert all(0.0 <= value <= 1.0 for value in metrics.values())
+    assert (tmp_path / "out" / "classes" / "class_7" / "checkpoints" / "best.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_uri):
+    out = tmp_path / "anomaly"
+    result = subprocess.run(
+        [sys.executable, "pipelines/anomaly.py", *TINY, "model=ae", "normal_classes=[0,1]", "roc_points=10",
+         f"output_dir={out}", f"logger.tracking_uri={tracking_uri}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for method in ("ae", "pca"):
+        for metric in ("auroc", "auprc"):
+            per_class = [metrics[f"anomaly/{method}/{metric}/class_{c}"] for c in (0, 1)]
+            assert metrics[f"anomaly/{method}/{metric}/mean"] == pytest.approx(sum(per_class) / 2)
+    assert metrics["anomaly/pca/auroc/mean"] > 0.9
+    with open(out / "roc.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["model", "class", "fpr", "tpr"]
+    assert {(row["model"], row["class"]) for row in rows} == {(m, c) for m in ("ae", "pca") for c in ("0", "1")}
+    assert len(rows) <= 4 * 10
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
+    (summary,) = [run for run in runs if run.info.run_name == "anomaly"]
+    trained = sorted(run.info.run_name for run in runs if run.data.tags.get("mlflow.parentRunId") == summary.info.run_id)
+    assert len(runs) == 3 and trained == ["anomaly-ae-class_0", "anomaly-ae-class_1"]
+    assert all(run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "anomaly" for run in runs)
+    assert summary.data.metrics == pytest.approx({k: v for k, v in metrics.items()})
+    assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"metrics.json", "roc.csv"}

@@ -1,0 +1,183 @@
+"""Evaluation: reconstruction metrics, the IWAE likelihood estimate, figures, the evaluate stage."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import open_dict
+
+from aevae.config import validate_evaluate
+from aevae.data import load_or_prepare
+from aevae.errors import ConfigError, DataError
+from aevae.evaluation.evaluate import evaluate, held_out_images
+from aevae.evaluation.latent import interpolate, project_2d, traverse
+from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.model_figures import save_model_figures
+from aevae.evaluation.reconstruction import reconstruction_metrics
+from aevae.models import build_model, load_model
+from aevae.training import train
+from conftest import CONF_DIR, REPO_ROOT, TINY
+
+VAE = {
+    "name": "vae", "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "corruption": "none",
+    "corruption_level": 0.0, "lr": 1e-3, "weight_decay": 0.0, "beta": 1.0, "kl_warmup_epochs": 0,
+}  # fmt: skip
+MLP = {"name": "mlp", "hidden_dims": [16]}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def compose_config(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A briefly trained denoising AE and a VAE trained on statically binarized digits."""
+    root = tmp_path_factory.mktemp("trained")
+    recipes = {"dae": ["model=dae"], "vae": ["model=vae", "data.binarize=static"]}
+    paths = {}
+    for name, overrides in recipes.items():
+        brief = ["logger=none", "trainer.limit_train_batches=20", "trainer.max_epochs=2"]
+        cfg = compose_config("train", [*TINY, *overrides, *brief])
+        with open_dict(cfg):
+            cfg.output_dir = str(root / name)
+        train(cfg)
+        paths[name] = root / name / "checkpoints" / "best.ckpt"
+    return paths
+
+
+def test_identical_images_reach_the_metric_maxima():
+    target = torch.rand(16, 1, 8, 8).round()
+    perfect = reconstruction_metrics(target.clone(), target, batch_size=5)
+    assert perfect["mse"] == 0.0 and perfect["bce"] == pytest.approx(0.0, abs=1e-6)
+    assert perfect["psnr"] == float("inf")
+    assert perfect["ssim"] == pytest.approx(1.0, abs=1e-5)
+
+    noisy = (target + 0.2 * torch.randn_like(target)).clamp(0.01, 0.99)
+    degraded = reconstruction_metrics(noisy, target, batch_size=5)
+    per_image_mse = (noisy - target).square().flatten(1).mean(1)
+    assert degraded["mse"] == pytest.approx(float(per_image_mse.mean()), rel=1e-5)
+    assert degraded["psnr"] == pytest.approx(float((-10 * per_image_mse.log10()).mean()), rel=1e-5)
+    assert degraded["ssim"] < 0.95 and degraded["bce"] > 1.0
+
+
+def test_importance_estimate_with_one_sample_is_the_elbo_in_expectation():
+    torch.manual_seed(0)
+    model = build_model(VAE, MLP, (1, 8, 8)).eval()
+    x = torch.rand(4, 1, 8, 8).round()
+    draws = 4000
+    repeated = x.repeat(draws, 1, 1, 1)
+    generator = torch.Generator().manual_seed(1)
+    bounds = likelihood_bounds(model, repeated, k=1, batch_size=len(repeated), generator=generator)
+    torch.testing.assert_close(bounds["log_px"], bounds["elbo"])  # one sample: the two coincide
+    with torch.no_grad():
+        reference = model.loss_terms(repeated, repeated)["elbo"]  # closed-form KL, independent draws
+    estimate, expected = bounds["log_px"].view(draws, 4).mean(0), reference.view(draws, 4).mean(0)
+    torch.testing.assert_close(estimate, expected, atol=0.15, rtol=0.0)
+
+
+def test_importance_estimate_is_seeded_and_tightens_with_more_samples(checkpoints):
+    model = load_model(checkpoints["vae"])
+    cfg = compose_config("evaluate", ["data.binarize=static"])
+    images, _ = held_out_images(load_or_prepare(cfg.data), cfg.data, seed=0, device="cpu")
+
+    def mean_log_px(k: int, seed: int = 0) -> float:
+        bounds = likelihood_bounds(model, images, k, batch_size=64, generator=torch.Generator().manual_seed(seed))
+        assert torch.all(bounds["log_px"] >= bounds["elbo"] - 1e-4)  # Jensen, sample by sample
+        return float(bounds["log_px"].mean())
+
+    assert mean_log_px(10) == mean_log_px(10)
+    estimates = [mean_log_px(k) for k in (1, 10, 100)]
+    assert estimates[0] <= estimates[1] + 0.05 and estimates[1] <= estimates[2] + 0.05
+    assert estimates[2] > estimates[0] + 0.1
+
+
+def test_latent_paths():
+    z0, z1 = torch.randn(3, 4), torch.randn(3, 4)
+    paths = interpolate(z0, z1, steps=5)
+    assert paths.shape == (3, 5, 4)
+    torch.testing.assert_close(paths[:, 0], z0)
+    torch.testing.assert_close(paths[:, -1], z1)
+    torch.testing.assert_close(paths[:, 2], (z0 + z1) / 2)
+
+    z, scale = torch.randn(4), torch.tensor([1.0, 2.0, 3.0, 4.0])
+    codes = traverse(z, torch.tensor([2, 0]), scale, steps=3, span=1.0)
+    assert codes.shape == (2, 3, 4)
+    moved = codes - z
+    torch.testing.assert_close(moved[0, :, 2], torch.tensor([-3.0, 0.0, 3.0]))
+    torch.testing.assert_close(moved[1, :, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    assert moved[0, :, [0, 1, 3]].abs().max() == 0 and moved[1, :, 1:].abs().max() == 0
+
+    flat = torch.randn(50, 2)
+    assert torch.equal(project_2d(flat, seed=0), flat)
+    assert project_2d(torch.randn(50, 6), seed=0).shape == (50, 2)
+
+
+def test_figures_skip_what_a_model_cannot_do(checkpoints, tmp_path):
+    images, labels = torch.rand(40, 1, 8, 8), torch.arange(40) % 10
+    cfg = compose_config("evaluate", []).figures
+    written = {}
+    for name, checkpoint in checkpoints.items():
+        paths = save_model_figures(load_model(checkpoint), images, labels, cfg, tmp_path, name, batch_size=16, seed=0)
+        written[name] = {path.stem.removeprefix(f"{name}_") for path in paths}
+        for path in paths:
+            assert path.parent == tmp_path and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+    common = {"reconstructions", "interpolations", "traversals", "latent_map"}
+    assert written["dae"] == common | {"denoising"}
+    assert written["vae"] == common | {"samples"}
+
+
+def test_evaluate_rejects_bad_input_before_any_work(tmp_path, tracking_uri):
+    missing = tmp_path / "missing.ckpt"
+    cfg = compose_config("evaluate", [f"models.ae={missing}", "~models.vae", f"logger.tracking_uri={tracking_uri}"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "out")
+    with pytest.raises(DataError, match="missing.ckpt: checkpoint not found"):
+        evaluate(cfg)
+    with pytest.raises(ConfigError, match="likelihood.samples"):
+        validate_evaluate(compose_config("evaluate", ["likelihood.samples=0"]))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoints, tmp_path, tracking_uri):
+    out = tmp_path / "eval"
+    overrides = [f"models.ae={checkpoints['dae']}", f"models.vae={checkpoints['vae']}"]
+    overrides += ["likelihood.samples=20", "figures.traversal_dims=3"]
+    result = subprocess.run(
+        [sys.executable, "pipelines/evaluate.py", *overrides, f"output_dir={out}", f"logger.tracking_uri={tracking_uri}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = json.loads((out / "metrics.json").read_text())
+    metrics = {name: value for name, value in written.items() if name != "protocol"}
+    quality = {"mse", "bce", "psnr", "ssim"}
+    assert metrics.keys() == {f"ae/test/{m}" for m in quality} | {f"vae/test/{m}" for m in quality | {"elbo", "nll_iwae"}}
+    assert metrics["vae/test/nll_iwae"] <= -metrics["vae/test/elbo"]
+    assert 0 < metrics["ae/test/mse"] < 0.25 and 0 < metrics["ae/test/ssim"] < 1
+    # the VAE is evaluated on the binarization it was trained with, as its checkpoint records
+    assert written["protocol"]["vae"] | {"checkpoint": None} == {
+        "checkpoint": None, "dataset": "digits", "binarize": "static", "n_test": 359,
+        "likelihood": "bernoulli", "iwae_samples": 20, "units": "nats per image",
+    }  # fmt: skip
+    assert written["protocol"]["ae"]["binarize"] == "none"
+    assert {p.name for p in (out / "figures").iterdir()} >= {"ae_denoising.png", "vae_samples.png", "vae_latent_map.png"}
+
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "evaluate"
+    assert run.data.metrics == pytest.approx(metrics)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/vae_traversals.png", "figures/ae_denoising.png"} <= logged and "figures/ae_samples.png" not in logged
+
+    # the same config in-process gives the same numbers: the evaluation is seeded
+    cfg = compose_config("evaluate", [*overrides, "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "again")
+    assert evaluate(cfg) == pytest.approx(metrics, rel=1e-6)
