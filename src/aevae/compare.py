@@ -1,0 +1,156 @@
+"""Compare MLflow runs: chosen params against chosen metrics as a sorted table (Markdown, CSV),
+and one metric against one param as a plot with a line per value of another param.
+
+The steps are separate functions: `search_runs` (store -> runs), `runs_frame` (runs ->
+DataFrame, pure), `sort_runs` (pure), `plot_metric` (DataFrame -> figure); `compare` wires them.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aevae import tracking
+from aevae.config import validate_compare
+from aevae.errors import ConfigError, TrackingError
+from aevae.io import write_atomic
+
+RUN_COLUMNS = ["run_name", "run_id"]
+PAGE_SIZE = 1000
+
+
+@dataclass
+class Comparison:
+    """What `compare` wrote, and where to look in the MLflow UI."""
+
+    table: pd.DataFrame
+    paths: list[Path]
+    runs_url: str | None  # the classic runs table of an HTTP tracking server
+
+
+def search_filter(group: str | None, extra: str | None, finished_only: bool) -> str:
+    """An MLflow filter string (MLflow joins clauses with `and` only): the runs of `group`,
+    finished ones only, and the user's own filter."""
+    clauses = []
+    if group:
+        clauses.append(f"tags.`{tracking.GROUP_TAG}` = '{group}'")
+    if finished_only:
+        clauses.append("attributes.status = 'FINISHED'")
+    if extra:
+        clauses.append(extra)
+    return " and ".join(clauses)
+
+
+def search_runs(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every run of the experiment that matches `filter_string` (all result pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=PAGE_SIZE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _numeric_if_possible(column: pd.Series) -> pd.Series:
+    """Params are strings in MLflow; turn a column of numbers back into numbers."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers if numbers.notna().sum() == column.notna().sum() else column
+
+
+def runs_frame(runs: list[Any], params: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per run (group parent runs left out): run name and id, then params, then metrics
+    (the last logged value; missing ones are NaN)."""
+    rows = [
+        {
+            "run_name": run.info.run_name,
+            "run_id": run.info.run_id,
+            **{name: run.data.params.get(name) for name in params},
+            **{name: run.data.metrics.get(name, float("nan")) for name in metrics},
+        }
+        for run in runs
+        if run.data.tags.get(tracking.ROLE_TAG) != "parent"
+    ]
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *params, *metrics])
+    for name in params:
+        frame[name] = _numeric_if_possible(frame[name])
+    return frame.astype({name: float for name in metrics})
+
+
+def sort_runs(frame: pd.DataFrame, by: str, ascending: bool) -> pd.DataFrame:
+    """Runs sorted by one metric, runs without it last."""
+    return frame.sort_values(by, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def plot_metric(frame: pd.DataFrame, x: str, y: str, line: str, ascending: bool) -> Any:
+    """`y` against `x`, one line per value of `line`. Where several runs share a point (other
+    params differ), the best one is drawn: the lowest `y` when `ascending`, else the highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = frame.dropna(subset=[y]).groupby([line, x], sort=True)[y]
+    points = (best.min() if ascending else best.max()).reset_index()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for value, curve in points.groupby(line, sort=True):
+        ax.plot(curve[x], curve[y], marker="o", label=f"{line}={value}")
+    if pd.api.types.is_numeric_dtype(points[x]) and points[x].min() > 0 and points[x].max() >= 8 * points[x].min():
+        ax.set_xscale("log", base=2)  # latent sizes and learning rates span octaves
+    ax.set(xlabel=x, ylabel=y, title=f"{y} vs {x}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def runs_url(uri: str, experiment_id: str) -> str | None:
+    """The classic runs table of an experiment on an HTTP tracking server (MLflow 3 opens an
+    experiment on its GenAI overview; the training runs are under `#/experiments/<id>/runs`)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
+
+
+def _write_figure(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def compare(cfg: Any) -> Comparison:
+    """Read the runs that `cfg` selects from MLflow; write `runs.md`, `runs.csv` and, with a
+    `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    validate_compare(cfg)
+    uri = tracking.tracking_uri(cfg.logger.tracking_uri)
+    tracking.check_reachable(uri)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    if experiment is None:
+        raise TrackingError(f"logger.experiment_name: no experiment {cfg.logger.experiment_name!r} in {uri}")
+    filter_string = search_filter(cfg.logger.group, cfg.filter, cfg.finished_only)
+    try:
+        runs = search_runs(client, experiment.experiment_id, filter_string)
+    except MlflowException as exc:
+        raise ConfigError(f"filter: MLflow rejected {filter_string!r}: {exc.message}") from exc
+    table = sort_runs(runs_frame(runs, list(cfg.params), list(cfg.metrics)), cfg.sort_by, cfg.ascending)
+    if table.empty:
+        raise ConfigError(f"logger.group / filter: no runs of {cfg.logger.experiment_name!r} match {filter_string!r}")
+
+    output_dir = Path(cfg.output_dir)
+    markdown = table.to_markdown(index=False, floatfmt=".4g") + "\n"
+    paths = [
+        write_atomic(output_dir / "runs.md", lambda tmp: tmp.write_text(markdown)),
+        write_atomic(output_dir / "runs.csv", lambda tmp: table.to_csv(tmp, index=False)),
+    ]
+    if cfg.plot is not None:
+        fig = plot_metric(table, cfg.plot.x, cfg.plot.y, cfg.plot.line, cfg.ascending)
+        name = f"{cfg.plot.y}_vs_{cfg.plot.x}".replace("/", "_")
+        paths.append(_write_figure(fig, output_dir / f"{name}.png"))
+    return Comparison(table, paths, runs_url(uri, experiment.experiment_id))
