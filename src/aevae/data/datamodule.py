@@ -106,10 +106,15 @@ class InMemoryDataModule(L.LightningDataModule):
                 images = binarize(images, static_mode, self.cfg.threshold, generator)
             self.tensors[split] = (images.contiguous().to(device), labels.to(device))
 
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        """Images and labels of one whole split, set up on first use (also in a process that only
+        spawned the ranks which trained)."""
+        self.setup()
+        return self.tensors[name]
+
     def batches(self, split: str, *, shuffle: bool = False) -> TensorBatches:
         """Batches of one split, sharded over the trainer's ranks when there is a trainer."""
-        self.setup()
-        images, labels = self.tensors[split]
+        images, labels = self.split(split)
         trainer = self.trainer
         return TensorBatches(
             images,
