@@ -82,7 +82,7 @@ def test_compare_command_tables_the_sweep(joblib_sweep, tmp_path):
     sweep_dir, uri = joblib_sweep
     out = tmp_path / "compare"
     result = run_pipeline(
-        "compare.py", f"logger.tracking_uri={uri}", f"logger.group={sweep_dir}", f"output_dir={out}",
+        "compare.py", f"logger.tracking_uri={uri}", f"logger.group={sweep_dir}", f"hydra.run.dir={out}",
         "params=[model.name,model.latent_dim]", "metrics=[val/loss,val/mse]",
     )
 
