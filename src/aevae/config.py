@@ -228,43 +228,6 @@ class ReportConfig:
     stage: str = MISSING
 
 
-@dataclass
-class LikelihoodConfig:
-    samples: int = MISSING  # k importance samples per image (IWAE bound); 0: no IS estimate
-    batch_size: int = MISSING  # images per importance-sampling pass (the decoder sees k x batch_size)
-
-
-@dataclass
-class FiguresConfig:
-    n_images: int = MISSING  # images per row of the reconstruction, denoising and sample grids
-    interpolation_pairs: int = MISSING
-    interpolation_steps: int = MISSING
-    traversal_dims: int = MISSING  # traverse this many latent dimensions at most, the most spread first
-    traversal_steps: int = MISSING
-    traversal_range: float = MISSING  # offsets span +-range test-set standard deviations of a dimension
-
-
-@dataclass
-class EvaluateConfig:
-    data: DataConfig = MISSING
-    logger: LoggerConfig = MISSING
-    models: dict[str, str] = MISSING  # model name -> checkpoint
-    likelihood: LikelihoodConfig = MISSING
-    figures: FiguresConfig = MISSING
-    device: str = MISSING  # torch device of the evaluation
-    seed: int = MISSING
-    output_dir: str = MISSING
-    stage: str = MISSING
-
-
-@dataclass
-class AnomalyConfig(TrainConfig):
-    normal_classes: list[int] = MISSING  # one model per class, trained on that class only
-    likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
-    roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
-    train_dir: str = MISSING  # the model of class c trains in <train_dir>/class_<c>
-
-
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore and the `aevae.*` resolvers (called by every
     entry point)."""
@@ -275,8 +238,6 @@ def register_configs() -> None:
     cs.store(name="prepare_schema", node=PrepareConfig)
     cs.store(name="report_schema", node=ReportConfig)
     cs.store(name="probe_schema", node=ProbeConfig)
-    cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="anomaly_schema", node=AnomalyConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="anomaly_schema", node=AnomalyConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
@@ -423,36 +384,3 @@ def validate_compare(cfg: Any) -> None:
         _require(cfg.plot.x in cfg.params, "plot.x", f"must be one of params ({', '.join(cfg.params)}), got {cfg.plot.x!r}")
         _require(cfg.plot.line in cfg.params, "plot.line", f"must be one of params ({', '.join(cfg.params)}), got {cfg.plot.line!r}")
         _require(cfg.plot.y in cfg.metrics, "plot.y", f"must be one of metrics ({', '.join(cfg.metrics)}), got {cfg.plot.y!r}")
-
-
-def _validate_likelihood(likelihood: Any, min_samples: int) -> None:
-    _known_keys(likelihood, LikelihoodConfig, "likelihood")
-    _require(likelihood.samples >= min_samples, "likelihood.samples", f"must be >= {min_samples}, got {likelihood.samples}")
-    _require(likelihood.batch_size > 0, "likelihood.batch_size", f"must be > 0, got {likelihood.batch_size}")
-
-
-def validate_evaluate(cfg: Any) -> None:
-    """Check every value of an evaluate config before any checkpoint or data is loaded."""
-    _known_keys(cfg, EvaluateConfig, "evaluate")
-    validate_data(cfg.data)
-    _known_keys(cfg.logger, LoggerConfig, "logger")
-    _one_of(cfg.logger.name, LOGGERS, "logger.name")
-    _require(len(cfg.models) > 0, "models", "name at least one checkpoint to evaluate")
-    _validate_likelihood(cfg.likelihood, min_samples=1)
-    _known_keys(cfg.figures, FiguresConfig, "figures")
-    for key in ("n_images", "interpolation_pairs", "interpolation_steps", "traversal_dims", "traversal_steps"):
-        _require(cfg.figures[key] > 0, f"figures.{key}", f"must be > 0, got {cfg.figures[key]}")
-    _require(cfg.figures.traversal_range > 0, "figures.traversal_range", f"must be > 0, got {cfg.figures.traversal_range}")
-
-
-def validate_anomaly(cfg: Any) -> None:
-    """Check every value of a one-class anomaly config before any training starts."""
-    _known_keys(cfg, AnomalyConfig, "anomaly")
-    validate_train(cfg)
-    classes = list(cfg.normal_classes)
-    _require(len(classes) > 0, "normal_classes", "list at least one class")
-    _require(all(0 <= c <= 9 for c in classes), "normal_classes", f"classes are 0..9, got {classes}")
-    _require(len(set(classes)) == len(classes), "normal_classes", f"classes must be unique, got {classes}")
-    _require(cfg.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
-    _validate_likelihood(cfg.likelihood, min_samples=0)
-    _require(cfg.roc_points >= 2, "roc_points", f"must be >= 2, got {cfg.roc_points}")

@@ -141,12 +141,13 @@ def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, run_id: str | No
     uri = tracking_uri(logger_cfg.tracking_uri)
     check_reachable(uri)
     if run_id and _run_exists(uri, run_id):
-        return MLFlowLogger(experiment_name=logger_cfg.experiment_name, tracking_uri=uri, run_id=run_id)
+        return MLFlowLogger(experiment_name=logger_cfg.experiment_name, tracking_uri=uri, run_id=run_id, synchronous=False)
     return MLFlowLogger(
         experiment_name=logger_cfg.experiment_name,
         run_name=logger_cfg.run_name,
         tracking_uri=uri,
         tags=_resolved_tags(logger_cfg, uri, stage, dataset),
+        synchronous=False,  # metrics are queued; ending the run flushes them
     )
 
 
