@@ -1,0 +1,223 @@
+"""Training and evaluation throughput of aevae against a plain PyTorch loop and a common Lightning set-up.
+
+Three ways to train the same network with the same optimizer and batch size on MNIST:
+
+  (a) aevae      the project's LightningModule and `InMemoryDataModule` through a Lightning
+                 Trainer configured from `conf/trainer/` (logger, checkpointing, progress bar and
+                 model summary off; validation off with `limit_val_batches=0`);
+  (b) plain      a hand-written loop over the same per-epoch permutation and batch boundaries as
+                 (a), slicing a pre-shuffled tensor: the model's `loss_terms`, its Adam, nothing
+                 else (the practical limit);
+  (c) dataloader the same Trainer fed by `DataLoader(TensorDataset(...), shuffle=True)`.
+
+Each variant runs `--warmup` untimed epochs, then `--epochs` timed ones; the table shows the
+median. Evaluation throughput is `score_anomaly` and `loss_terms` over the test split in
+`data.eval_batch_size` batches under `torch.no_grad`.
+
+    python benchmarks/throughput.py --epochs 3
+    python benchmarks/throughput.py --device cuda --compile
+    python benchmarks/throughput.py --train-limit 5000 --epochs 2 net.hidden_dims=[256,128]
+
+Trailing arguments are Hydra overrides of the training config (`conf/train.yaml`).
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
+
+from aevae.config import register_configs, validate_train
+from aevae.data import InMemoryDataModule, Splits, load_or_prepare
+from aevae.models import BaseAutoencoder, build_model
+from aevae.models.losses import corrupt
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MNIST_ROOT = os.environ.get("AEVAE_MNIST_ROOT", str(REPO_ROOT / ".." / "shared" / "datasets" / "mnist"))
+DEFAULT_OVERRIDES = ["net.hidden_dims=[512]", "model.latent_dim=16"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before the timed ones")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", default="vae", help="a config name in conf/model/ (ae, vae, dae, beta_vae)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant of (a)")
+    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--mnist-root", default=DEFAULT_MNIST_ROOT, help="directory of the MNIST IDX files (env AEVAE_MNIST_ROOT)")
+    parser.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(DEFAULT_OVERRIDES)})")
+    return parser.parse_args()
+
+
+def compose_config(args: argparse.Namespace) -> DictConfig:
+    """The training config as `pipelines/train.py` would compose it, with the benchmark's choices."""
+    register_configs()
+    overrides = [
+        "data=mnist",
+        f"data.root={args.mnist_root}",
+        f"data.batch_size={args.batch_size}",
+        f"model={args.model}",
+        f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}",
+        "logger=none",
+        *DEFAULT_OVERRIDES,
+        *args.overrides,
+    ]
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    validate_train(cfg)
+    return cfg
+
+
+def limit_train(splits: Splits, n: int | None) -> Splits:
+    """The splits with only the first `n` training images (all of them for `n=None`)."""
+    images, labels = dict(splits.images), dict(splits.labels)
+    images["train"], labels["train"] = images["train"][:n], labels["train"][:n]
+    return dataclasses.replace(splits, images=images, labels=labels)
+
+
+def clock(device: torch.device) -> float:
+    """Wall time after the device has finished the queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (as `precision: bf16-mixed` in conf/trainer/gpu.yaml), none on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+class EpochTimer(L.Callback):
+    """Epoch durations of a `fit`: from each epoch start to the next (the last one to train end)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.starts, self.end = device, [], 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.starts.append(clock(self.device))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.end = clock(self.device)
+
+    @property
+    def durations(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, [*self.starts[1:], self.end])]
+
+
+def fresh_model(cfg: DictConfig, splits: Splits, device: torch.device) -> BaseAutoencoder:
+    """The configured model, with the same initial weights every time."""
+    L.seed_everything(cfg.seed, verbose=False)
+    model_cfg, net_cfg = (OmegaConf.to_container(node, resolve=True) for node in (cfg.model, cfg.net))
+    return build_model(model_cfg, net_cfg, splits.image_shape).to(device)
+
+
+def fit_lightning(cfg: DictConfig, model: torch.nn.Module, epochs: int, device: torch.device, **data) -> list[float]:
+    """Epoch durations of `trainer.fit(model, **data)` with the configured Trainer, validation off."""
+    timer = EpochTimer(device)
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True) | {
+        "max_epochs": epochs,
+        "limit_val_batches": 0,
+        "enable_progress_bar": False,
+    }
+    trainer = L.Trainer(**trainer_kwargs, logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[timer])
+    trainer.fit(model, **data)
+    return timer.durations
+
+
+def shuffled_batches(images: torch.Tensor, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    """`TensorBatches`' permutation of `(seed, epoch)` and batch boundaries, from one gather per epoch."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    shuffled = images[order.to(images.device)]
+    return (shuffled[start : start + batch_size] for start in range(0, len(shuffled), batch_size))
+
+
+def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
+    """Epoch durations of a hand-written loop: `loss_terms`, backward, the model's Adam."""
+    optimizer = model.configure_optimizers()
+    model.train()
+    durations = []
+    for epoch in range(epochs):
+        start = clock(device)
+        for x in shuffled_batches(images, cfg.data.batch_size, cfg.seed, epoch):
+            with autocast(device):
+                loss = model.loss_terms(corrupt(x, model.cfg.corruption, model.cfg.corruption_level), x)["loss"].mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        durations.append(clock(device) - start)
+    return durations
+
+
+@torch.no_grad()
+def eval_durations(fn: Callable[[torch.Tensor], object], images: torch.Tensor, batch_size: int, passes: int, device: torch.device) -> list[float]:
+    """Durations of `passes` passes of `fn` over `images` in batches of `batch_size`."""
+    durations = []
+    for _ in range(passes):
+        start = clock(device)
+        for first in range(0, len(images), batch_size):
+            with autocast(device):
+                fn(images[first : first + batch_size])
+        durations.append(clock(device) - start)
+    return durations
+
+
+def main() -> None:
+    args = parse_args()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-fit banners between the variants
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = compose_config(args)
+    # Lightning applies `trainer.deterministic` process-wide; set it up front so all variants share it.
+    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
+    splits = limit_train(load_or_prepare(cfg.data), args.train_limit)
+    prepared = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)  # the tensors (a) trains on, for (b) and (c)
+    prepared.setup()
+    train_x, train_y = (t.to(device) for t in prepared.tensors["train"])
+    test_x = prepared.tensors["test"][0].to(device)
+    total = args.warmup + args.epochs
+
+    runs: dict[str, list[float]] = {
+        "(a) aevae": fit_lightning(cfg, fresh_model(cfg, splits, device), total, device, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed)),
+        "(b) plain": fit_plain(cfg, fresh_model(cfg, splits, device), train_x, total, device),
+        "(c) dataloader": fit_lightning(
+            cfg, fresh_model(cfg, splits, device), total, device,
+            train_dataloaders=DataLoader(TensorDataset(train_x, train_y), batch_size=cfg.data.batch_size, shuffle=True),
+        ),
+    }
+    if args.compile:
+        model = fresh_model(cfg, splits, device)
+        runs["(a) aevae compiled"] = fit_lightning(cfg, torch.compile(model), total, device, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed))
+
+    model = fresh_model(cfg, splits, device).eval()  # untrained: the speed does not depend on the weights
+    for name, fn in (("score_anomaly", model.score_anomaly), ("loss_terms", lambda x: model.loss_terms(x, x))):
+        runs[f"eval {name}"] = eval_durations(fn, test_x, cfg.data.eval_batch_size, total, device)
+
+    print(f"\n{cfg.model.name} {cfg.net.name} hidden_dims={list(cfg.net.get('hidden_dims', []))} latent_dim={cfg.model.latent_dim} "
+          f"batch={cfg.data.batch_size} device={device} threads={torch.get_num_threads()} precision={cfg.trainer.precision} "
+          f"train={len(train_x)} test={len(test_x)} (eval batch {cfg.data.eval_batch_size}); median of {args.epochs} after {args.warmup} warm-up; "
+          f"1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'variant':<22}{'s/epoch':>9}{'images/s':>11}   timed epochs (s)")
+    rate = {}
+    for name, durations in runs.items():
+        median = statistics.median(durations[args.warmup :])
+        rate[name] = (len(test_x) if name.startswith("eval") else len(train_x)) / median
+        timed = " ".join(f"{d:.2f}" for d in durations[args.warmup :])
+        print(f"{name:<22}{median:>9.3f}{rate[name]:>11.0f}   {timed}")
+    print(f"a/b = {rate['(a) aevae'] / rate['(b) plain']:.3f}   a/c = {rate['(a) aevae'] / rate['(c) dataloader']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
