@@ -35,6 +35,11 @@ def save_image_rows(rows: Sequence[Tensor], row_titles: Sequence[str], path: str
     ax.set_xticks([])
     ax.tick_params(length=0)
     ax.set_frame_on(False)
+    return _save(fig, ax, title, path)
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, title: str, path: str | Path) -> Path:
+    """Title the axes, write the figure as PNG atomically and release it."""
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -51,9 +56,4 @@ def save_latent_map(points: Tensor, labels: Tensor, path: str | Path, title: str
     fig.colorbar(scatter, ax=ax, ticks=range(10), label="label")
     ax.set_xlabel("dim 1")
     ax.set_ylabel("dim 2")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, title, path)
