@@ -39,6 +39,7 @@ def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, mod
 
     client, run = read_run(tracking_uri)
     assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"train-{cfg.model.name}-{net}-digits"
     assert run.data.params["model.latent_dim"] == "4"
     assert run.data.params["net.name"] == net
     assert run.data.tags["aevae.dataset"] == "digits"

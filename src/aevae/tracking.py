@@ -132,8 +132,9 @@ def _run_exists(uri: str, run_id: str) -> bool:
     return True
 
 
-def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, run_id: str | None = None) -> Any:
-    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any.
+def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, default_run_name: str, run_id: str | None = None) -> Any:
+    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any, named
+    `logger_cfg.run_name` or else `default_run_name`.
 
     With the `run_id` of a run in the store, it logs into that run (a resumed training)."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -144,7 +145,7 @@ def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, run_id: str | No
         return MLFlowLogger(experiment_name=logger_cfg.experiment_name, tracking_uri=uri, run_id=run_id, synchronous=False)
     return MLFlowLogger(
         experiment_name=logger_cfg.experiment_name,
-        run_name=logger_cfg.run_name,
+        run_name=logger_cfg.run_name or default_run_name,
         tracking_uri=uri,
         tags=_resolved_tags(logger_cfg, uri, stage, dataset),
         synchronous=False,  # metrics are queued; ending the run flushes them

@@ -50,7 +50,8 @@ def train(cfg: Any) -> dict[str, float]:
     last_checkpoint, run_id = resume.find_resumable(checkpoint_dir, run_fingerprint)
     logger = False
     if cfg.logger.name == "mlflow" and rank_zero_only.rank == 0:  # ranks started by torchrun open no run
-        logger = tracking.mlflow_logger(cfg.logger, stage=cfg.stage, dataset=cfg.data.name, run_id=run_id)
+        name = f"{cfg.stage}-{cfg.model.name}-{cfg.net.name}-{cfg.data.name}"
+        logger = tracking.mlflow_logger(cfg.logger, stage=cfg.stage, dataset=cfg.data.name, default_run_name=name, run_id=run_id)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_or_prepare(cfg.data)
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
