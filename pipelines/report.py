@@ -20,6 +20,9 @@ def write_report(cfg: DictConfig) -> None:
         run.log_artifact(cfg.output)
         run.log_artifact(cfg.html)
     print(f"report: {cfg.output} and {cfg.html}")
+    if run.client:
+        experiment_id = run.client.get_run(run.run_id).info.experiment_id
+        print(f"MLflow runs: `make ui`, then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs (the classic runs table)")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
