@@ -1,7 +1,6 @@
 """Faults: a killed training resumes to the same result, NaN stops cleanly, bad data exits early."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,13 +1,11 @@
 """Lightning callbacks of the training loop."""
 
-import csv
-import io
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from aevae.io import write_atomic
+from aevae.io import write_csv
 
 
 class ReseedEachEpoch(L.Callback):
@@ -46,9 +44,4 @@ class EpochHistory(L.Callback):
 
     def write_csv(self, path: str | Path) -> Path:
         """Write the history as CSV (one row per epoch), atomically."""
-        columns = list(dict.fromkeys(key for row in self.rows for key in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        return write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+        return write_csv(path, self.rows)

@@ -14,6 +14,7 @@ import pandas as pd
 from aevae import tracking
 from aevae.config import validate_compare
 from aevae.errors import ConfigError, TrackingError
+from aevae.evaluation.figures import save_png
 from aevae.io import write_atomic
 
 RUN_COLUMNS = ["run_name", "run_id"]
@@ -113,14 +114,6 @@ def runs_url(uri: str, experiment_id: str) -> str | None:
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
 
 
-def _write_figure(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
-
-
 def compare(cfg: Any) -> Comparison:
     """Read the runs that `cfg` selects from MLflow; write `runs.md`, `runs.csv` and, with a
     `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`."""
@@ -152,5 +145,5 @@ def compare(cfg: Any) -> Comparison:
     if cfg.plot is not None:
         fig = plot_metric(table, cfg.plot.x, cfg.plot.y, cfg.plot.line, cfg.ascending)
         name = f"{cfg.plot.y}_vs_{cfg.plot.x}".replace("/", "_")
-        paths.append(_write_figure(fig, output_dir / f"{name}.png"))
+        paths.append(save_png(fig, output_dir / f"{name}.png", dpi=120))
     return Comparison(table, paths, runs_url(uri, experiment.experiment_id))

@@ -1,9 +1,11 @@
 """Atomic file writes: a reader never sees a half-written output."""
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,15 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write `data` as indented, key-sorted JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write dict rows as CSV (columns in first-seen order), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Any]) -> Path:

@@ -38,14 +38,19 @@ def save_image_rows(rows: Sequence[Tensor], row_titles: Sequence[str], path: str
     return _save(fig, ax, title, path)
 
 
+def save_png(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write a figure as PNG, atomically, and release it."""
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    plt.close(fig)
+    return Path(path)
+
+
 def _save(fig: plt.Figure, ax: plt.Axes, title: str, path: str | Path) -> Path:
-    """Title the axes, write the figure as PNG atomically and release it."""
+    """Title the axes, lay out and save the figure."""
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def save_latent_map(points: Tensor, labels: Tensor, path: str | Path, title: str = "") -> Path:

@@ -9,8 +9,6 @@ Features: a trained model's `embed` (the posterior mean for a VAE), and the base
 and PCA (fitted on all training images, as many components as the latent size).
 """
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +17,6 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -34,7 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from aevae.config import validate_probe  # noqa: E402
 from aevae.data import InMemoryDataModule, load_or_prepare  # noqa: E402
 from aevae.errors import ConfigError, DataError  # noqa: E402
-from aevae.io import write_atomic, write_json  # noqa: E402
+from aevae.evaluation.batches import map_batches  # noqa: E402
+from aevae.evaluation.figures import save_png  # noqa: E402
+from aevae.io import write_csv, write_json  # noqa: E402
 from aevae.models import BaseAutoencoder, load_model  # noqa: E402
 from aevae.tracking import stage_run  # noqa: E402
 
@@ -86,9 +85,7 @@ def labelled_subset(train_labels: np.ndarray, budget: Budget, seed: int) -> np.n
 def embed_images(model: BaseAutoencoder, images: Tensor, batch_size: int) -> np.ndarray:
     """The model's `embed` of `images`, computed in batches without gradients."""
     model.eval()
-    with torch.inference_mode():
-        codes = [model.embed(batch.to(model.device)).cpu() for batch in images.split(batch_size)]
-    return torch.cat(codes).numpy()
+    return map_batches(model.embed, images.to(model.device), batch_size).cpu().numpy()
 
 
 def pca_features(train_images: Tensor, test_images: Tensor, n_components: int, seed: int) -> FeaturePair:
@@ -259,18 +256,7 @@ def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, t
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)
-
-
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write dict rows as CSV (columns in first-seen order), atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+    return save_png(fig, path)
 
 
 # --- the stage ---------------------------------------------------------------------------------
