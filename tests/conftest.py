@@ -1,6 +1,12 @@
-"""Shared fixtures: config composition, a temporary MLflow store, the local MNIST copy."""
+"""Shared fixtures: config composition, a temporary MLflow store, the vendored MNIST copy.
 
-import os
+The session also checks that the tests leave the repository as they found it: any new path
+(an `mlruns/`, `outputs/`, `mlflow.db`, ...) reported by `git status` fails the run.
+"""
+
+import shutil
+import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +18,7 @@ from aevae.config import register_configs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
-MNIST_ROOT = Path(os.environ.get("AEVAE_MNIST_ROOT", REPO_ROOT.parent / "shared" / "datasets" / "mnist"))
+MNIST_ROOT = REPO_ROOT / "data" / "raw" / "mnist"
 
 # Tiny settings shared by the tests that train: a few steps of a small net.
 TINY = [
@@ -25,22 +31,99 @@ TINY = [
 register_configs()
 
 
+# --- the repository stays clean -------------------------------------------------------------
+
+# Paths that tools create as a matter of course; everything else new is left behind by a test.
+NOISE = (".venv/", ".pytest_cache/", "__pycache__", ".egg-info")
+REPO_STATE = pytest.StashKey[set]()
+# every untracked and ignored file; no optional lock, so a concurrent git command is never blocked
+GIT_STATUS = ["git", "--no-optional-locks", "status", "--porcelain", "--ignored", "--untracked-files=all"]
+
+
+def repo_paths() -> set[str] | None:
+    """Untracked and ignored files of the repository (None outside a git checkout).
+
+    Changes to tracked files are not compared: they are the work in progress, not test output.
+    """
+    try:
+        out = subprocess.run(
+            [*GIT_STATUS, "--", ".", ":(exclude).venv"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {line[3:] for line in out.splitlines() if line[:2] in ("??", "!!")}
+    return {path for path in paths if not any(noise in path for noise in NOISE)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # only the controlling process checks
+        state = repo_paths()
+        if state is not None:
+            session.config.stash[REPO_STATE] = state
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(REPO_STATE, None)
+    after = repo_paths() if before is not None else None
+    if after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        shown = "\n".join(f"  {path}" for path in new[:50]) + (f"\n  ... {len(new) - 50} more" if len(new) > 50 else "")
+        message = f"the tests left {len(new)} new path(s) in the repository (write to tmp_path instead):\n{shown}"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(message, red=True, bold=True)
+        else:
+            print(message)
+        session.exitstatus = 1
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def mnist_root() -> Path:
-    if not (MNIST_ROOT / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST files not found in {MNIST_ROOT} (set AEVAE_MNIST_ROOT)")
+    """The MNIST IDX gz files vendored in the repository."""
     return MNIST_ROOT
 
 
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
-    """A fresh SQLite MLflow store."""
+    """A fresh SQLite MLflow store (the file is created on first use)."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with the project's experiment, made once per session."""
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow-template")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client.create_experiment("aevae", artifact_location=str(root / "mlartifacts" / "1"))
+    return root / "mlflow.db"
+
+
+def init_store(db: Path, template: Path) -> None:
+    """A copy of the template store whose experiments keep their artifacts beside `db`."""
+    shutil.copyfile(template, db)
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? || experiment_id", (f"{db.parent / 'mlartifacts'}/",)
+        )
+    connection.close()
+
+
 @pytest.fixture
-def make_config(tmp_path: Path, tracking_uri: str) -> Callable[..., DictConfig]:
-    """Compose a primary config with overrides; outputs and the MLflow store go to tmp_path."""
+def make_config(tmp_path: Path, tracking_uri: str, request: pytest.FixtureRequest) -> Callable[..., DictConfig]:
+    """Compose a primary config with overrides; outputs and the MLflow store go to tmp_path.
+
+    The store is created with its experiments' artifact locations under tmp_path, so that no
+    artifact lands in `./mlruns` of the working directory.
+    """
 
     def make(overrides: list[str] = (), config_name: str = "train") -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -49,6 +132,9 @@ def make_config(tmp_path: Path, tracking_uri: str) -> Callable[..., DictConfig]:
             cfg.output_dir = str(tmp_path / "out")
             if "logger" in cfg and cfg.logger.tracking_uri is None:
                 cfg.logger.tracking_uri = tracking_uri
+                db = Path(tracking_uri.removeprefix("sqlite:///"))
+                if cfg.logger.get("name") != "none" and not db.exists():
+                    init_store(db, request.getfixturevalue("mlflow_template"))
         return cfg
 
     return make

@@ -1,11 +1,19 @@
-"""Lightning callbacks of the training loop."""
+"""Lightning callbacks of the training loop: per-epoch reseeding, the epoch history, and the
+outputs written on rank 0 when fitting ends (so any strategy, `ddp_spawn` included, writes them)."""
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
-from aevae.io import write_csv
+from aevae import resume
+from aevae.io import write_atomic, write_csv, write_json
+from aevae.plots import save_image_rows
+
+N_FIGURE_IMAGES = 10
 
 
 class ReseedEachEpoch(L.Callback):
@@ -42,6 +50,42 @@ class EpochHistory(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict["rows"])
 
-    def write_csv(self, path: str | Path) -> Path:
-        """Write the history as CSV (one row per epoch), atomically."""
-        return write_csv(path, self.rows)
+
+class FitOutputs(L.Callback):
+    """On rank 0, once fitting ends (or a validation that stands in for it, when a run resumes
+    after its last epoch): `metrics.json`, `history.csv`, `config.yaml`, `reconstructions.png`
+    in `output_dir`, the finished resume record, and those files as MLflow artifacts."""
+
+    def __init__(self, output_dir: Path, config_yaml: str, fingerprint: dict[str, Any], run_id: str | None) -> None:
+        self.output_dir, self.config_yaml = Path(output_dir), config_yaml
+        self.fingerprint, self.run_id = fingerprint, run_id
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self.write(trainer, pl_module)
+
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {name: float(value) for name, value in sorted(trainer.callback_metrics.items()) if name.startswith("val/")}
+        if not trainer.is_global_zero or not metrics:
+            return
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_score if isinstance(checkpoint, ModelCheckpoint) else None
+        metrics["best/val_loss"] = float(best) if best is not None else float("nan")
+        metrics["epochs"] = float(trainer.current_epoch)
+        history = next(callback for callback in trainer.callbacks if isinstance(callback, EpochHistory))
+        images = trainer.datamodule.split("test")[0][:N_FIGURE_IMAGES].to(pl_module.device)
+        with torch.no_grad():
+            recon = pl_module.eval().reconstruct(images)
+        paths = [
+            write_json(self.output_dir / "metrics.json", metrics),
+            write_csv(self.output_dir / "history.csv", history.rows),
+            write_atomic(self.output_dir / "config.yaml", lambda tmp: tmp.write_text(self.config_yaml)),
+            save_image_rows([images, recon], ["input", "recon"], self.output_dir / "reconstructions.png", title=f"{pl_module.cfg.label} reconstructions"),
+        ]
+        resume.record_run(self.output_dir / "checkpoints", self.fingerprint, self.run_id, finished=True)
+        if trainer.logger and hasattr(trainer.logger, "run_id"):
+            for path in paths:
+                trainer.logger.experiment.log_artifact(trainer.logger.run_id, str(path))

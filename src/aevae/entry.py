@@ -1,18 +1,82 @@
-"""Shared behaviour of the entry points: user errors become one line and a non-zero exit."""
+"""The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
+mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
 
+import logging
+import os
 import sys
+import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
+import hydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from aevae.config import register_configs
 from aevae.errors import AevaeError
 
-T = TypeVar("T")
+EXIT_USER_ERROR = 2
+SWEEP_FLAGS = ("-m", "--multirun")
 
 
-def run_reporting_errors(fn: Callable[[Any], T], cfg: Any) -> T:
-    """Run `fn(cfg)`; on an `AevaeError` print `error: <message>` and exit with status 2."""
+def fail(message: str) -> None:
+    """Print `error: <message>` on one line and exit with status 2."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def hydra_message(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, as one line that names the key or option."""
+    lines = []
+    while exc is not None:
+        lines += [line.strip() for line in str(exc).splitlines() if line.strip()]
+        exc = exc.__cause__
+    wanted = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type=", "Error merging override", "Could not override"))]
+    overrides = [line for line in lines if line.startswith(("Could not override", "Error merging override"))]
+    parts = list(dict.fromkeys((overrides[:1] + wanted[:2]) or lines[:1]))
+    return " ".join(parts)
+
+
+def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
+    """Compose the config once with the command line's overrides, before Hydra's own run, so
+    that an unknown key, a wrong type or an unknown choice fails in one line with status 2.
+    (Sweeps are left to Hydra: their overrides hold several values.)"""
+    from hydra import compose, initialize_config_dir
+
     try:
-        return fn(cfg)
-    except AevaeError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from exc
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(hydra_message(exc))
+
+
+def quiet_libraries() -> None:
+    """Keep what a user needs: Lightning's tips and set-up chatter, known-harmless warnings off."""
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*LeafSpec.*", ".*litlogger.*", ".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*", ".*Couldn't infer the batch indices.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
+    """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml`. A train stage's
+    `objective` metric goes back to Hydra's sweeper."""
+    register_configs()
+    quiet_libraries()
+    conf_dir = Path(sys.argv[0]).resolve().parents[1] / "conf"
+    args = sys.argv[1:]
+    if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:
+        check_overrides(conf_dir, config_name, [arg for arg in args if not arg.startswith("-")])
+
+    def task(cfg: DictConfig) -> Any:
+        try:
+            result = stage(cfg)
+        except AevaeError as exc:
+            fail(str(exc))
+        objective = cfg.get("objective")
+        return result[objective] if objective and isinstance(result, dict) and objective in result else None
+
+    hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config_name)(task)()

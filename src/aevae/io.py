@@ -50,8 +50,15 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Any]) -> Path:
-    """Save a dict of tensors and plain values with torch.save, atomically."""
-    return write_atomic(path, lambda tmp: torch.save(tensors, tmp))
+    """Save a dict of tensors and plain values with torch.save, atomically and byte-stable.
+
+    torch.save names the zip archive after the file it writes to, so saving straight into the
+    randomly named temporary file would give different bytes each time; a buffer gets a fixed name.
+    """
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    data = buffer.getvalue()
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def load_tensors(path: str | Path) -> dict[str, Any]:

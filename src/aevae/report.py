@@ -1,13 +1,52 @@
-"""The study report: metric files pivoted into side-by-side tables, figures, Markdown and HTML."""
+"""The study report: metric files pivoted into side-by-side tables, a summary table, figures,
+Markdown and a self-contained HTML page.
 
+Config sections and the summary may be dataclasses, OmegaConf nodes or plain dicts: fields are
+read by attribute or by key.
+
+The summary (`render_summary`) is a table of one row per question, one column per model then
+per baseline:
+
+    summary:
+      title: At a glance            # optional (default "Summary")
+      text: ...                     # optional, shown under the title
+      files: [{path: ..., label: ...}]  # optional; default: every section's metrics files
+      models: [ae, dae, vae, beta_vae]
+      baselines: [pca, pixels]      # optional
+      rows:
+        - {use: "Reconstruction error (test MSE per pixel)", metric: "{model}/test/mse", better: lower, format: ".4g"}
+
+A cell is the metric named by `metric` with `{model}` replaced by the column's name; a missing
+metric leaves the cell blank; the best cell of a row (lowest or highest, per `better`; none when
+`better` is null or the row has a single value) is bold, ties included.
+"""
+
+import base64
 import glob
+import html
 import json
+import math
+import mimetypes
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
-from aevae.errors import DataError
+from aevae.errors import ConfigError, DataError
+
+BETTER = ("lower", "higher")
+DEFAULT_FORMAT = ".4g"
+
+
+def _field(node: Any, name: str, default: Any = None) -> Any:
+    """`node.name` or `node[name]`; `default` when absent or null."""
+    if isinstance(node, Mapping):
+        value = node.get(name, default)
+    else:
+        value = getattr(node, name, default)
+    return default if value is None else value
 
 
 def load_metrics(files: Sequence[Any]) -> dict[str, float]:
@@ -15,12 +54,13 @@ def load_metrics(files: Sequence[Any]) -> dict[str, float]:
     names of its file."""
     merged: dict[str, float] = {}
     for file in files:
-        path = Path(file.path)
+        path = Path(_field(file, "path"))
+        label = _field(file, "label", "")
         if not path.is_file():
             raise DataError(f"{path}: metrics file not found (run the stage that writes it)")
         for name, value in json.loads(path.read_text()).items():
             if isinstance(value, (int, float)):
-                merged[f"{file.label}/{name}" if file.label else name] = float(value)
+                merged[f"{label}/{name}" if label else name] = float(value)
     return merged
 
 
@@ -44,27 +84,190 @@ def pivot_table(metrics: Mapping[str, float], column_level: int) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(title: str, sections: list[Any], report_path: str | Path) -> str:
-    """The report as Markdown; figure links are relative to the report's directory."""
-    base = Path(report_path).parent
-    out = [f"# {title}", ""]
+def summary_columns(summary: Any) -> list[str]:
+    """The summary's columns: its models, then its baselines, in config order, each once."""
+    columns = [*_field(summary, "models", []), *_field(summary, "baselines", [])]
+    return list(dict.fromkeys(str(column) for column in columns))
+
+
+def summary_cells(summary: Any, metrics: Mapping[str, float]) -> list[tuple[str, str, list[str]]]:
+    """Per summary row: (use, better, cells), a cell per column: the formatted value, `**bold**`
+    where it is the row's best, "" where the metric is missing."""
+    columns = summary_columns(summary)
+    if not columns:
+        raise ConfigError("summary.models: name at least one model column")
+    out = []
+    for i, row in enumerate(_field(summary, "rows", [])):
+        use, pattern = _field(row, "use", ""), _field(row, "metric")
+        better, spec = _field(row, "better"), _field(row, "format", DEFAULT_FORMAT)
+        if not pattern:
+            raise ConfigError(f"summary.rows[{i}].metric: a metric name pattern is required, e.g. '{{model}}/test/mse'")
+        if better is not None and better not in BETTER:
+            raise ConfigError(f"summary.rows[{i}].better: {better!r} is not one of {', '.join(BETTER)} (or null)")
+        try:
+            format(1.0, spec)
+        except ValueError as error:
+            raise ConfigError(f"summary.rows[{i}].format: {spec!r} is not a number format ({error})") from None
+        values = [metrics.get(str(pattern).replace("{model}", column)) for column in columns]
+        present = [v for v in values if v is not None and not math.isnan(v)]
+        best = None
+        if better and len(present) > 1:  # a lone value is not compared with anything
+            best = min(present) if better == "lower" else max(present)
+        cells = []
+        for value in values:
+            if value is None:
+                cells.append("")
+            else:
+                text = format(value, spec)
+                cells.append(f"**{text}**" if best is not None and value == best else text)
+        out.append((str(use), better or "", cells))
+    return out
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_table(summary: Any, metrics: Mapping[str, float]) -> str:
+    """The summary as a Markdown table: a row per question, a column per model then baseline;
+    the best cell of each row in bold."""
+    columns = summary_columns(summary)
+    header = ["use", "better", *columns]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|---|---|" + "--:|" * len(columns)]
+    for use, better, cells in summary_cells(summary, metrics):
+        lines.append("| " + " | ".join(_md_cell(c) for c in [use, better, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def summary_files(summary: Any, sections: Sequence[Any]) -> list[Any]:
+    """The metrics files of the summary: its own `files`, else every section's (each once)."""
+    own = list(_field(summary, "files", []))
+    if own:
+        return own
+    files, seen = [], set()
     for section in sections:
-        out += [f"## {section.title}", ""]
-        if section.text:
-            out += [section.text.strip(), ""]
-        if section.files:
-            out += [pivot_table(load_metrics(section.files), section.column_level), ""]
-        for pattern in section.figures:
-            for figure in sorted(glob.glob(pattern)):
-                link = os.path.relpath(figure, base)
-                out += [f"![{Path(figure).stem}]({link})", ""]
+        for file in _field(section, "files", []):
+            key = (str(_field(file, "path")), _field(file, "label", ""))
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    return files
+
+
+def render_summary(summary: Any, sections: Sequence[Any]) -> str:
+    """The summary section (Markdown): title, text and table."""
+    out = [f"## {_field(summary, 'title', 'Summary')}", ""]
+    text = _field(summary, "text")
+    if text:
+        out += [str(text).strip(), ""]
+    columns = summary_columns(summary)
+    baselines = [str(b) for b in _field(summary, "baselines", [])]
+    note = "Best of each row in bold; a blank cell: metric not computed for that column."
+    if baselines:
+        note += f" Baselines: {', '.join(baselines)}."
+    if columns:
+        out += [summary_table(summary, load_metrics(summary_files(summary, sections))), "", f"*{note}*", ""]
     return "\n".join(out)
 
 
-def render_html(markdown_text: str, title: str) -> str:
-    """A standalone HTML page of the Markdown report."""
+def section_figures(sections: Sequence[Any]) -> list[list[str]]:
+    """The figures of each section: its glob patterns expanded (sorted per pattern); a file
+    matched by an earlier pattern or section is left out."""
+    seen: set[str] = set()
+    out = []
+    for section in sections:
+        figures = []
+        for pattern in _field(section, "figures", []):
+            for figure in sorted(glob.glob(str(pattern))):
+                key = os.path.realpath(figure)
+                if key not in seen:
+                    seen.add(key)
+                    figures.append(figure)
+        out.append(figures)
+    return out
+
+
+def _figure_caption(figure: str) -> str:
+    """The figure's path without suffix, relative to the working directory (else its folder/name)."""
+    relative = os.path.relpath(figure)
+    if relative.startswith(".."):
+        relative = os.path.join(Path(figure).parent.name, Path(figure).name)
+    return Path(relative).with_suffix("").as_posix()
+
+
+def render_markdown(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None) -> str:
+    """The report as Markdown: the summary (when given) first, then the sections; figure links
+    are relative to the report's directory; a figure matched twice is shown once."""
+    base = Path(report_path).parent
+    out = [f"# {title}", ""]
+    if summary is not None:
+        out += [render_summary(summary, sections)]
+    for section, figures in zip(sections, section_figures(sections)):
+        out += [f"## {_field(section, 'title', '')}", ""]
+        text = _field(section, "text")
+        if text:
+            out += [str(text).strip(), ""]
+        files = _field(section, "files", [])
+        if files:
+            out += [pivot_table(load_metrics(files), _field(section, "column_level", 0)), ""]
+        for figure in figures:
+            link = quote(Path(os.path.relpath(figure, base)).as_posix())
+            caption = _figure_caption(figure)
+            out += [f"![{caption}]({link})", f"*{caption}*", ""]
+    return "\n".join(out)
+
+
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]*)(")', re.IGNORECASE)
+
+
+def embed_images(body: str, base_dir: str | Path) -> str:
+    """Replace every local `<img src>` of an HTML fragment by a base64 data URI of the file
+    (relative paths resolved against `base_dir`); data URIs are kept; remote URLs are refused."""
+    base = Path(base_dir)
+
+    def data_uri(match: re.Match) -> str:
+        src = html.unescape(match.group(2))
+        if src.startswith("data:"):
+            return match.group(0)
+        parts = urlsplit(src)
+        if parts.scheme not in ("", "file") or parts.netloc:
+            raise DataError(f"{src}: only local images can be embedded in the report")
+        path = Path(unquote(parts.path))
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))  # lexical, as relpath
+        if not path.is_file():
+            raise DataError(f"{path}: figure not found (links are resolved against {base}, the Markdown report's directory)")
+        mime = mimetypes.guess_type(path.name)[0] or "image/png"
+        payload = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"{match.group(1)}data:{mime};base64,{payload}{match.group(3)}"
+
+    return _IMG_SRC.sub(data_uri, body)
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:70em;margin:auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}"
+    "tr:nth-child(even){background:#f6f6f6}"
+    "img{max-width:100%;display:block}"
+    "p em{color:#555;font-size:90%}"
+)
+
+
+def render_html(markdown_text: str, title: str, base_dir: str | Path = ".") -> str:
+    """A standalone HTML page of the Markdown report, every image embedded as a data URI (one
+    file, viewable offline and as an MLflow artifact). `base_dir`: the directory the Markdown's
+    image links are relative to (the Markdown report's directory)."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"])
-    style = "body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}"
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>\n"
+    body = embed_images(markdown.markdown(markdown_text, extensions=["tables"]), base_dir)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )
+
+
+def render_report(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None) -> tuple[str, str]:
+    """The report as (Markdown, self-contained HTML), the Markdown to be written at `report_path`."""
+    markdown_text = render_markdown(title, sections, report_path, summary)
+    return markdown_text, render_html(markdown_text, title, Path(report_path).parent)

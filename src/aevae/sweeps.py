@@ -2,8 +2,9 @@
 the MLflow store before the jobs start and records a hyper-parameter search's best trial after.
 
 `aevae.sweep_group` resolves to the sweep directory in a multirun (null otherwise), so every job
-of one sweep nests under one MLflow parent run; `aevae.sweep_job` resolves to the job's override
-string (`model=ae,model.latent_dim=2`), a readable run name. Both are null outside Hydra (the
+of one sweep nests under one MLflow parent run; `aevae.sweep_job` resolves to the job's overrides
+in the order the command line gave them (`model=ae,model.latent_dim=2`; paths and store keys
+left out), a readable run name. Both are null outside Hydra (the
 compose API), so library calls in tests are unaffected.
 """
 
@@ -38,9 +39,11 @@ def sweep_group() -> str | None:
 def sweep_job() -> str | None:
     """Resolver `aevae.sweep_job`: the override string of a multirun job, else None."""
     hydra_cfg = _multirun_hydra()
-    if hydra_cfg is None or not hydra_cfg.job.override_dirname:
+    if hydra_cfg is None:
         return None
-    return str(hydra_cfg.job.override_dirname)
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    kept = [item for item in hydra_cfg.overrides.task if item.split("=", 1)[0].lstrip("+~") not in excluded]
+    return ",".join(kept) or None
 
 
 def register_resolvers() -> None:
@@ -51,14 +54,10 @@ def register_resolvers() -> None:
 
 def _parent_run(logger_cfg: Any) -> tuple[Any, str]:
     """The MLflow client and the parent run of the sweep's group, both created if needed."""
-    from mlflow import MlflowClient
-
     from aevae import tracking
+    from aevae.workspace import project_root
 
-    uri = tracking.tracking_uri(logger_cfg.tracking_uri)
-    tracking.check_reachable(uri)
-    client = MlflowClient(uri)
-    experiment_id = tracking.experiment_id(client, logger_cfg.experiment_name)
+    client, experiment_id, _ = tracking.connect(logger_cfg, project_root())
     return client, tracking.group_parent_run(client, experiment_id, logger_cfg.group)
 
 

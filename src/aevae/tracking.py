@@ -1,27 +1,37 @@
-"""MLflow set-up: tracking URI, reachability check, tags, flattened params, run groups."""
+"""MLflow: one way to open a run (`open_run`), the tracking URI, flattened params, run groups.
 
-import hashlib
+Every run of the project is opened here: stage runs, per-class runs nested under their stage's
+run, sweep parents, and training runs (Lightning's `MLFlowLogger` attaches to the run by id).
+"""
+
 import os
-import time
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aevae.errors import TrackingError
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_STORE = "mlflow.db"  # a SQLite file in the project's root
 MAX_PARAM_LENGTH = 250  # MLflow servers reject or truncate long param values
 GROUP_TAG = "aevae.group"
 ROLE_TAG = "aevae.role"
+PARENT_TAG = "mlflow.parentRunId"
+SQLITE = "sqlite:///"
 
 
-def tracking_uri(configured: str | None) -> str:
-    """The configured URI, else $MLFLOW_TRACKING_URI, else the project's SQLite store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def tracking_uri(configured: str | None, root: Path) -> str:
+    """The configured URI, else $MLFLOW_TRACKING_URI, else `<root>/mlflow.db`; a relative SQLite
+    path is taken relative to `root`, not to the working directory."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{DEFAULT_STORE}"
+    if uri.startswith(SQLITE) and not Path(uri.removeprefix(SQLITE)).is_absolute():
+        uri = f"{SQLITE}{(root / uri.removeprefix(SQLITE)).resolve()}"
+    return uri
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -32,8 +42,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
                 response.read()
         except (urllib.error.URLError, OSError) as exc:
             raise TrackingError(f"MLflow tracking server {uri} is unreachable: {exc}") from exc
-    elif uri.startswith("sqlite:///"):
-        parent = Path(uri.removeprefix("sqlite:///")).parent
+    elif uri.startswith(SQLITE):
+        parent = Path(uri.removeprefix(SQLITE)).parent
         if not parent.is_dir():
             raise TrackingError(f"MLflow tracking store {uri}: directory {parent} does not exist")
 
@@ -59,33 +69,19 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_tags(stage: str, dataset: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Tags that let the MLflow UI filter runs by stage (and DVC stage), data set and code version."""
-    tags = {"aevae.stage": stage, "aevae.dataset": dataset, **(extra or {})}
-    if os.environ.get("DVC_STAGE"):
-        tags["aevae.dvc_stage"] = os.environ["DVC_STAGE"]
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def dvc_pipeline_group() -> str | None:
-    """Under DVC, an id shared by the stages of one pipeline state: `repro-<commit>-<params hash>`."""
-    if not os.environ.get("DVC_STAGE"):
-        return None
-    params = Path(os.environ.get("DVC_ROOT", ".")) / "params.yaml"
-    digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
-    return f"repro-{(git_commit() or 'nogit')[:8]}-{digest}"
-
-
-def experiment_id(client: Any, name: str) -> str:
-    """The id of the experiment called `name`, created on first use."""
+def experiment_id(client: Any, name: str, uri: str) -> str:
+    """The id of the experiment called `name`, created on first use. A SQLite store keeps its
+    artifacts beside the database file (`mlartifacts/`), not in the working directory."""
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return experiment.experiment_id
+    location = None
+    if uri.startswith(SQLITE):
+        location = (Path(uri.removeprefix(SQLITE)).parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
-def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
+def group_parent_run(client: Any, experiment: str, group: str) -> str:
     """The id of the parent run of `group`, created on first use.
 
     Concurrent jobs may both create one; all of them then settle on the oldest parent and the
@@ -94,13 +90,13 @@ def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
     query = f"tags.`{GROUP_TAG}` = '{group}' and tags.`{ROLE_TAG}` = 'parent'"
 
     def parents() -> list[Any]:
-        runs = client.search_runs([experiment_id], filter_string=query, max_results=50)
+        runs = client.search_runs([experiment], filter_string=query, max_results=50)
         return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
 
     found = parents()
     if found:
         return found[0].info.run_id
-    mine = client.create_run(experiment_id, run_name=group, tags={GROUP_TAG: group, ROLE_TAG: "parent"})
+    mine = client.create_run(experiment, run_name=group, tags={GROUP_TAG: group, ROLE_TAG: "parent"})
     client.set_terminated(mine.info.run_id)
     winner = parents()[0].info.run_id
     if winner != mine.info.run_id:
@@ -108,86 +104,94 @@ def group_parent_run(client: Any, experiment_id: str, group: str) -> str:
     return winner
 
 
-def _resolved_tags(logger_cfg: Any, uri: str, stage: str, dataset: str) -> dict[str, str]:
-    """Run tags, with the group's parent run when the config names a group or DVC runs the stage."""
-    tags = run_tags(stage, dataset, logger_cfg.tags)
-    group = logger_cfg.group or dvc_pipeline_group()
-    if group:
-        from mlflow import MlflowClient
+@dataclass
+class Run:
+    """An open MLflow run; every method does nothing when tracking is off (`client` None)."""
 
-        client = MlflowClient(uri)
-        tags[GROUP_TAG] = group
-        tags["mlflow.parentRunId"] = group_parent_run(client, experiment_id(client, logger_cfg.experiment_name), group)
-    return tags
+    client: Any = None
+    run_id: str | None = None
+    experiment_id: str | None = None
+    uri: str | None = None
 
-
-def _run_exists(uri: str, run_id: str) -> bool:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        MlflowClient(uri).get_run(run_id)
-    except MlflowException:
-        return False
-    return True
-
-
-def mlflow_logger(logger_cfg: Any, *, stage: str, dataset: str, default_run_name: str, run_id: str | None = None) -> Any:
-    """A Lightning MLFlowLogger for `logger_cfg`, nested under its group's parent run if any, named
-    `logger_cfg.run_name` or else `default_run_name`.
-
-    With the `run_id` of a run in the store, it logs into that run (a resumed training)."""
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    uri = tracking_uri(logger_cfg.tracking_uri)
-    check_reachable(uri)
-    if run_id and _run_exists(uri, run_id):
-        return MLFlowLogger(experiment_name=logger_cfg.experiment_name, tracking_uri=uri, run_id=run_id, synchronous=False)
-    return MLFlowLogger(
-        experiment_name=logger_cfg.experiment_name,
-        run_name=logger_cfg.run_name or default_run_name,
-        tracking_uri=uri,
-        tags=_resolved_tags(logger_cfg, uri, stage, dataset),
-        synchronous=False,  # metrics are queued; ending the run flushes them
-    )
-
-
-class StageRun:
-    """An MLflow run of a stage that does not train (evaluate, probe, report); no-op when off."""
-
-    def __init__(self, client: Any = None, run_id: str | None = None) -> None:
-        self.client, self.run_id = client, run_id
-
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         if self.client:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self.client:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def runs_url(self, ui: str = "http://127.0.0.1:5000") -> str | None:
+        """The classic runs table of the run's experiment (MLflow 3 opens an experiment on its
+        GenAI overview; training runs are under `#/experiments/<id>/runs`)."""
+        if not self.client:
+            return None
+        base = self.uri if self.uri and self.uri.startswith(("http://", "https://")) else ui
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs"
 
-@contextmanager
-def stage_run(logger_cfg: Any, *, stage: str, dataset: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
-    """Open an MLflow run for a stage (params logged flattened); it ends FAILED on an exception."""
-    if logger_cfg.name == "none":
-        yield StageRun()
-        return
+
+def connect(logger_cfg: Any, root: Path) -> tuple[Any, str, str]:
+    """(client, experiment id, URI) of the configured store, checked to be reachable."""
     from mlflow import MlflowClient
-    from mlflow.entities import Param
 
-    uri = tracking_uri(logger_cfg.tracking_uri)
+    uri = tracking_uri(logger_cfg.tracking_uri, root)
     check_reachable(uri)
     client = MlflowClient(uri)
-    tags = _resolved_tags(logger_cfg, uri, stage, dataset)
-    run = client.create_run(experiment_id(client, logger_cfg.experiment_name), run_name=logger_cfg.run_name or stage, tags=tags)
-    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten(params).items()])
+    return client, experiment_id(client, logger_cfg.experiment_name, uri), uri
+
+
+@contextmanager
+def open_run(
+    logger_cfg: Any,
+    *,
+    name: str,
+    root: Path,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    group: str | None = None,
+    parent: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[Run]:
+    """Open (or, with `run_id`, re-open) an MLflow run named `name`: params logged flattened, the
+    tags of `logger_cfg` and `tags` set, nested under `parent` or else under the parent run of
+    `group`. It ends FINISHED, or FAILED on an exception. With `logger.name: none`, a no-op run."""
+    if logger_cfg.name == "none":
+        yield Run()
+        return
+    from mlflow.entities import Param, RunTag
+
+    client, experiment, uri = connect(logger_cfg, root)
+    all_tags = {**logger_cfg.tags, **(tags or {})}
+    commit = git_commit()
+    if commit:
+        all_tags["mlflow.source.git.commit"] = commit
+    if group:
+        all_tags[GROUP_TAG] = group
+        parent = parent or group_parent_run(client, experiment, group)
+    if parent:
+        all_tags[PARENT_TAG] = parent
+    if run_id is None:
+        run_id = client.create_run(experiment, run_name=name, tags=all_tags).info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in flatten(params or {}).items()])
+    else:
+        client.update_run(run_id, status="RUNNING")
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
     try:
-        yield StageRun(client, run.info.run_id)
+        yield Run(client, run_id, experiment, uri)
     except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")
+        client.set_terminated(run_id, status="FAILED")
         raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def attach_lightning_logger(run: Run) -> Any:
+    """A Lightning `MLFlowLogger` that logs into the open `run` (False when tracking is off).
+    Metrics are queued; ending the run flushes them."""
+    if not run.client:
+        return False
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(tracking_uri=run.uri, run_id=run.run_id, synchronous=False)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from aevae.data.splits import SPLIT_NAMES, Splits
 
-Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, sample indices into the split
+Batch = tuple[Tensor, Tensor]  # images, labels
 
 
 def binarize(images: Tensor, mode: str, threshold: float, generator: torch.Generator | None = None) -> Tensor:
@@ -23,7 +23,7 @@ def binarize(images: Tensor, mode: str, threshold: float, generator: torch.Gener
 
 
 class TensorBatches:
-    """An iterable of `(x, y, index)` batches sliced from in-memory tensors.
+    """An iterable of `(x, y)` batches sliced from in-memory tensors.
 
     No per-sample Python and no collate. Samples are sharded over `world_size` ranks without
     overlap: shuffled (training) batches give every rank `n // world_size` samples, so all ranks
@@ -72,7 +72,7 @@ class TensorBatches:
             images = self.images[index]
             if self.binarize_dynamic:
                 images = torch.bernoulli(images)
-            yield images, self.labels[index], index
+            yield images, self.labels[index]
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -135,7 +135,4 @@ class InMemoryDataModule(L.LightningDataModule):
         return self.batches("val")
 
     def test_dataloader(self) -> TensorBatches:
-        return self.batches("test")
-
-    def predict_dataloader(self) -> TensorBatches:
         return self.batches("test")

@@ -49,7 +49,7 @@ def prepare_splits(data_cfg: Any) -> Splits:
         pool, test = _carve(*digits.load_digits_raw(), data_cfg.test_fraction, generator)
         max_level = digits.MAX_LEVEL
     elif data_cfg.name == "mnist":
-        raw = mnist.load_mnist_raw(data_cfg.root, allow_download=data_cfg.download)
+        raw = mnist.load_mnist_raw(data_cfg.root)
         pool, test = raw["train"], raw["test"]
         max_level = mnist.MAX_LEVEL
     else:

@@ -1,5 +1,8 @@
 """One-class anomaly detection metrics (anomalies are the positive class) and a PCA baseline."""
 
+from collections import defaultdict
+from statistics import mean
+
 import torch
 from sklearn.decomposition import PCA
 from torch import Tensor
@@ -40,3 +43,11 @@ def pca_scores(train_images: Tensor, test_images: Tensor, n_components: int, see
     pca = PCA(n_components=n_components, random_state=seed).fit(train)
     recon = pca.inverse_transform(pca.transform(test))
     return torch.from_numpy(((test - recon) ** 2).sum(1))
+
+
+def class_means(metrics: dict[str, float]) -> dict[str, float]:
+    """`<name>/mean` over the classes of every `<name>/class_<c>` metric."""
+    groups: defaultdict[str, list[float]] = defaultdict(list)
+    for key, value in metrics.items():
+        groups[key.rsplit("/", 1)[0]].append(value)
+    return {f"{group}/mean": mean(values) for group, values in groups.items()}

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from aevae.evaluation.batches import map_batches
-from aevae.evaluation.figures import save_image_rows, save_latent_map
+from aevae.plots import save_image_rows, save_latent_map
 from aevae.evaluation.latent import interpolate, project_2d, traverse
 from aevae.models import BaseAutoencoder
 from aevae.models.losses import corrupt
@@ -94,5 +94,7 @@ def save_model_figures(
             rows, titles = grid
             paths.append(save_image_rows(rows, titles, directory / f"{name}_{kind}.png", title=f"{name} {kind}"))
     latent_map = directory / f"{name}_latent_map.png"
-    paths.append(save_latent_map(project_2d(codes, seed), labels, latent_map, title=f"{name} test codes"))
+    projected = codes.shape[1] > 2
+    title = f"{name}: test codes" + (" (first two principal components)" if projected else "")
+    paths.append(save_latent_map(project_2d(codes, seed), labels, latent_map, title=title, projected=projected))
     return paths

@@ -9,15 +9,11 @@ Features: a trained model's `embed` (the posterior mean for a VAE), and the base
 and PCA (fitted on all training images, as many components as the latent size).
 """
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
-from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -25,19 +21,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from aevae.config import validate_probe  # noqa: E402
-from aevae.data import InMemoryDataModule, load_or_prepare  # noqa: E402
-from aevae.errors import ConfigError, DataError  # noqa: E402
-from aevae.evaluation.batches import map_batches  # noqa: E402
-from aevae.evaluation.figures import save_png  # noqa: E402
-from aevae.io import write_csv, write_json  # noqa: E402
-from aevae.models import BaseAutoencoder, load_model  # noqa: E402
-from aevae.tracking import stage_run  # noqa: E402
-
-log = logging.getLogger(__name__)
+from aevae.errors import ConfigError
+from aevae.evaluation.batches import map_batches
+from aevae.models import BaseAutoencoder
 
 ALL_LABELS = "all"
 Budget = int | None  # labelled images per class; None: every training label
@@ -110,19 +96,6 @@ def probe_features(
     if "pca" in baselines:
         features["pca"] = pca_features(train_images, test_images, pca_components, seed)
     return features
-
-
-def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int]) -> dict[str, BaseAutoencoder]:
-    """The trained models named in config, checked to match the data's image shape."""
-    models = {}
-    for name, path in checkpoints.items():
-        if not Path(path).is_file():
-            raise DataError(f"models.{name}: checkpoint {path} not found (run the train stage first)")
-        model = load_model(path)
-        if tuple(model.image_shape) != tuple(image_shape):
-            raise DataError(f"models.{name}: {path} was trained on images of shape {model.image_shape}, the data has {tuple(image_shape)}")
-        models[name] = model
-    return models
 
 
 def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAutoencoder]) -> int:
@@ -227,74 +200,3 @@ def probe_table(metrics: Mapping[str, float]) -> str:
         values = [f"{row[b]['mean']:.3f} ± {row[b]['std']:.3f}" if b in row else "" for b in budgets]
         lines.append("| " + " | ".join([feature, *values]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path:
-    """Test accuracy against labels per class (log x), one line with error bars per feature."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for feature in dict.fromkeys(row["feature"] for row in summary):
-        rows = [row for row in summary if row["feature"] == feature]
-        ax.errorbar(
-            [row["labels_per_class"] for row in rows],
-            [row["accuracy"] for row in rows],
-            yerr=[row["accuracy_std"] for row in rows],
-            marker="o",
-            capsize=3,
-            label=feature,
-        )
-    ax.set_xscale("log")
-    budgets = {row["budget"]: row["labels_per_class"] for row in summary}
-    ax.set_xticks([x for b, x in budgets.items() if b != ALL_LABELS], [b.removeprefix("n") for b in budgets if b != ALL_LABELS])
-    ax.minorticks_off()
-    if ALL_LABELS in budgets:
-        x = budgets[ALL_LABELS]
-        ax.axvline(x, color="gray", linestyle=":", linewidth=1)
-        ax.annotate(f"all labels (~{x:.0f} / class)", (x, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="right", va="bottom", color="gray")
-    ax.set_xlabel("labelled training images per class")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_png(fig, path)
-
-
-# --- the stage ---------------------------------------------------------------------------------
-def run_probe(cfg: Any) -> dict[str, float]:
-    """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
-    (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
-    under `cfg.output_dir`, and log metrics and files to MLflow (stage `cfg.stage`).
-    """
-    validate_probe(cfg)
-    splits = load_or_prepare(cfg.data)
-    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
-    datamodule.setup()
-    train_images, train_labels = datamodule.tensors["train"]
-    test_images, test_labels = datamodule.tensors["test"]
-    budgets = label_budgets(cfg.labels_per_class, cfg.all_labels)
-    check_budgets(train_labels.numpy(), budgets)
-    models = load_probed_models(cfg.models, splits.image_shape)
-    n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in cfg.baselines else None
-
-    params = OmegaConf.to_container(cfg, resolve=True)
-    params["pca_components"] = n_components
-    with stage_run(cfg.logger, stage=cfg.stage, dataset=cfg.data.name, params=params) as run:
-        features = probe_features(models, cfg.baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
-        seeds = [cfg.seed + r for r in range(cfg.repeats)]
-        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, cfg.logreg)
-        summary = summarize(runs)
-        metrics = probe_metrics(summary)
-
-        output_dir = Path(cfg.output_dir)
-        title = f"{cfg.data.name}: logistic regression (C={cfg.logreg.C}) on frozen features, {cfg.repeats} seeds"
-        outputs = [
-            write_json(output_dir / "metrics.json", metrics),
-            write_csv(output_dir / "accuracy.csv", summary),
-            write_csv(output_dir / "accuracy_runs.csv", runs),
-            save_accuracy_plot(summary, output_dir / "accuracy.png", title),
-        ]
-        run.log_metrics(metrics)
-        for path in outputs:
-            run.log_artifact(path)
-    log.info("probe accuracy (%s):\n%s", title, probe_table(metrics))
-    return metrics

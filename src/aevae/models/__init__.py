@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from aevae.models.ae import Autoencoder
-from aevae.models.base import BaseAutoencoder
-from aevae.models.vae import VariationalAutoencoder
+from aevae.models.base import AEConfig, BaseAutoencoder
+from aevae.models.vae import VAEConfig, VariationalAutoencoder
 
 MODELS: dict[str, type[BaseAutoencoder]] = {"ae": Autoencoder, "vae": VariationalAutoencoder}
 
@@ -24,7 +24,7 @@ def load_model(checkpoint: str | Path, map_location: Any = "cpu") -> BaseAutoenc
     hparams = state["hyper_parameters"]
     model = build_model(hparams["model"], hparams["net"], hparams["image_shape"])
     model.load_state_dict(state["state_dict"])
-    return model.eval()
+    return model.to(map_location).eval()
 
 
-__all__ = ["MODELS", "Autoencoder", "BaseAutoencoder", "VariationalAutoencoder", "build_model", "load_model"]
+__all__ = ["MODELS", "AEConfig", "Autoencoder", "BaseAutoencoder", "VAEConfig", "VariationalAutoencoder", "build_model", "load_model"]

@@ -1,17 +1,48 @@
 """The LightningModule base shared by all autoencoders: the common API and the training loop."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from omegaconf import MISSING
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from aevae.config import AEConfig
-from aevae.errors import TrainingError
-from aevae.models.losses import corrupt
+from aevae.errors import ConfigError, TrainingError
+from aevae.models.losses import Corruption, Likelihood, corrupt
 from aevae.nets import build_nets
+
+
+def require(ok: bool, key: str, message: str) -> None:
+    """Raise ConfigError `<key>: <message>` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class AEConfig:
+    """The `model` config of every autoencoder; subclasses add their own keys."""
+
+    name: str = MISSING  # the class in `aevae.models.MODELS`
+    label: str = MISSING  # the variant's name in run names, tables and reports (ae, dae, vae, beta_vae)
+    latent_dim: int = MISSING
+    likelihood: Likelihood = MISSING
+    gaussian_std: float = MISSING  # observation noise of the gaussian likelihood
+    corruption: Corruption = MISSING  # input corruption of a denoising model
+    corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
+    lr: float = MISSING
+    weight_decay: float = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.latent_dim > 0, "model.latent_dim", f"must be > 0, got {self.latent_dim}")
+        require(self.gaussian_std > 0, "model.gaussian_std", f"must be > 0, got {self.gaussian_std}")
+        require(self.corruption_level >= 0, "model.corruption_level", f"must be >= 0, got {self.corruption_level}")
+        if self.corruption == Corruption.mask:
+            require(self.corruption_level < 1, "model.corruption_level", "a drop probability must be < 1")
+        require(self.lr > 0, "model.lr", f"must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0, "model.weight_decay", f"must be >= 0, got {self.weight_decay}")
 
 
 class BaseAutoencoder(L.LightningModule):
@@ -28,7 +59,7 @@ class BaseAutoencoder(L.LightningModule):
     def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Sequence[int]) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = self.config_class(**model)
+        self.cfg = self.config_class(**model)  # checks the values
         self.image_shape = tuple(image_shape)
         self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.cfg.latent_dim)
         self.val_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
@@ -103,10 +134,6 @@ class BaseAutoencoder(L.LightningModule):
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._update_means(self.test_means, "test", batch[0])
-
-    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
-        x, _, index = batch
-        return {"index": index, "score": self.score_anomaly(x)}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)

@@ -1,10 +1,26 @@
 """Per-sample loss terms in nats (summed over pixels), and input corruption."""
 
 import math
+from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+class Likelihood(StrEnum):
+    """The decoder's pixel distribution."""
+
+    bernoulli = "bernoulli"
+    gaussian = "gaussian"
+
+
+class Corruption(StrEnum):
+    """Input corruption of a denoising model."""
+
+    none = "none"
+    gaussian = "gaussian"
+    mask = "mask"
 
 
 def reconstruction_nll(logits: Tensor, target: Tensor, likelihood: str, gaussian_std: float = 0.1) -> Tensor:

@@ -1,11 +1,24 @@
 """Variational autoencoder with a diagonal-Gaussian posterior (and beta-VAE through `beta`)."""
 
+from dataclasses import dataclass
+
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
-from aevae.config import VAEConfig
-from aevae.models.base import BaseAutoencoder
+from aevae.models.base import AEConfig, BaseAutoencoder, require
 from aevae.models.losses import gaussian_kl, reconstruction_nll, squared_error
+
+
+@dataclass
+class VAEConfig(AEConfig):
+    beta: float = MISSING  # weight of the KL term (beta-VAE for beta > 1)
+    kl_warmup_epochs: int = MISSING  # the KL weight rises linearly from 0 to beta over these epochs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.beta >= 0, "model.beta", f"must be >= 0, got {self.beta}")
+        require(self.kl_warmup_epochs >= 0, "model.kl_warmup_epochs", f"must be >= 0, got {self.kl_warmup_epochs}")
 
 
 class VariationalAutoencoder(BaseAutoencoder):
@@ -37,9 +50,13 @@ class VariationalAutoencoder(BaseAutoencoder):
 
     def kl_weight(self) -> float:
         """beta, scaled by the warm-up factor while training."""
-        if not self.training or self.cfg.kl_warmup_epochs == 0 or self._trainer is None:
+        if not self.training or self.cfg.kl_warmup_epochs == 0:
             return self.cfg.beta
-        progress = self.trainer.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / max(1, self.trainer.num_training_batches)
+        try:
+            steps_per_epoch = self.trainer.num_training_batches
+        except RuntimeError:  # not attached to a Trainer
+            return self.cfg.beta
+        progress = (self.global_step + 1) / max(1, steps_per_epoch)  # epochs, this step included
         return self.cfg.beta * min(1.0, progress / self.cfg.kl_warmup_epochs)
 
     def loss_terms(self, x_in: Tensor, target: Tensor) -> dict[str, Tensor]:

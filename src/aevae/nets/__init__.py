@@ -1,24 +1,32 @@
-"""Encoders and decoders as plain `nn.Module`s, built from a `net` config."""
+"""Encoders and decoders as plain `nn.Module`s, built from a `net` config; the registry of families."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
-from aevae.nets.conv import ConvDecoder, ConvEncoder
-from aevae.nets.mlp import MLPDecoder, MLPEncoder
+from aevae.nets.base import NetConfig
+from aevae.nets.conv import ConvConfig, ConvDecoder, ConvEncoder
+from aevae.nets.mlp import MLPConfig, MLPDecoder, MLPEncoder
 
-NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    "mlp": (MLPEncoder, MLPDecoder),
-    "conv": (ConvEncoder, ConvDecoder),
+
+class NetFamily(NamedTuple):
+    config: type[NetConfig]
+    encoder: type[nn.Module]
+    decoder: type[nn.Module]
+
+
+NETS: dict[str, NetFamily] = {
+    "mlp": NetFamily(MLPConfig, MLPEncoder, MLPDecoder),
+    "conv": NetFamily(ConvConfig, ConvEncoder, ConvDecoder),
 }
 
 
 def build_nets(net_cfg: Mapping[str, Any], image_shape: Sequence[int], encoder_out: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
     """The (encoder, decoder) pair named by `net_cfg["name"]`, sized by the rest of `net_cfg`."""
     sizes = {key: value for key, value in net_cfg.items() if key != "name"}
-    encoder_cls, decoder_cls = NETS[net_cfg["name"]]
-    return encoder_cls(image_shape, encoder_out, **sizes), decoder_cls(image_shape, latent_dim, **sizes)
+    family = NETS[net_cfg["name"]]
+    return family.encoder(image_shape, encoder_out, **sizes), family.decoder(image_shape, latent_dim, **sizes)
 
 
-__all__ = ["NETS", "build_nets"]
+__all__ = ["NETS", "NetConfig", "NetFamily", "build_nets"]

@@ -1,10 +1,22 @@
 """Convolutional encoder and decoder: stride-2 convolutions halve the image side per layer."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from omegaconf import MISSING
 from torch import Tensor, nn
 
 from aevae.errors import ConfigError
+from aevae.nets.base import NetConfig, check_sizes
+
+
+@dataclass
+class ConvConfig(NetConfig):
+    channels: list[int] = MISSING  # output channels of each stride-2 conv layer
+    hidden_dim: int = MISSING  # width of the linear layer between the convs and the code
+
+    def __post_init__(self) -> None:
+        check_sizes("net.channels", [*self.channels, self.hidden_dim])
 
 
 def _reduced_side(image_shape: Sequence[int], n_layers: int) -> int:

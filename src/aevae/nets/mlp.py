@@ -2,8 +2,20 @@
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from omegaconf import MISSING
 from torch import Tensor, nn
+
+from aevae.nets.base import NetConfig, check_sizes
+
+
+@dataclass
+class MLPConfig(NetConfig):
+    hidden_dims: list[int] = MISSING  # hidden layer widths of the encoder (the decoder mirrors them)
+
+    def __post_init__(self) -> None:
+        check_sizes("net.hidden_dims", self.hidden_dims)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -1,8 +1,8 @@
-"""Compare MLflow runs: chosen params against chosen metrics as a sorted table (Markdown, CSV),
-and one metric against one param as a plot with a line per value of another param.
+"""The compare stage: chosen params against chosen metrics of MLflow runs as a sorted table
+(Markdown, CSV), and one metric against one param as a plot with a line per value of another.
 
 The steps are separate functions: `search_runs` (store -> runs), `runs_frame` (runs ->
-DataFrame, pure), `sort_runs` (pure), `plot_metric` (DataFrame -> figure); `compare` wires them.
+DataFrame, pure), `sort_runs` (pure), `plots.plot_metric` (DataFrame -> figure); `run` wires them.
 """
 
 from dataclasses import dataclass
@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 
 from aevae import tracking
-from aevae.config import validate_compare
+from aevae.config import validate
 from aevae.errors import ConfigError, TrackingError
-from aevae.evaluation.figures import save_png
 from aevae.io import write_atomic
+from aevae.plots import plot_metric, save_png
+from aevae.workspace import project_root
 
 RUN_COLUMNS = ["run_name", "run_id"]
 PAGE_SIZE = 1000
@@ -84,28 +85,6 @@ def sort_runs(frame: pd.DataFrame, by: str, ascending: bool) -> pd.DataFrame:
     return frame.sort_values(by, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def plot_metric(frame: pd.DataFrame, x: str, y: str, line: str, ascending: bool) -> Any:
-    """`y` against `x`, one line per value of `line`. Where several runs share a point (other
-    params differ), the best one is drawn: the lowest `y` when `ascending`, else the highest."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    best = frame.dropna(subset=[y]).groupby([line, x], sort=True)[y]
-    points = (best.min() if ascending else best.max()).reset_index()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for value, curve in points.groupby(line, sort=True):
-        ax.plot(curve[x], curve[y], marker="o", label=f"{line}={value}")
-    if pd.api.types.is_numeric_dtype(points[x]) and points[x].min() > 0 and points[x].max() >= 8 * points[x].min():
-        ax.set_xscale("log", base=2)  # latent sizes and learning rates span octaves
-    ax.set(xlabel=x, ylabel=y, title=f"{y} vs {x}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def runs_url(uri: str, experiment_id: str) -> str | None:
     """The classic runs table of an experiment on an HTTP tracking server (MLflow 3 opens an
     experiment on its GenAI overview; the training runs are under `#/experiments/<id>/runs`)."""
@@ -114,14 +93,15 @@ def runs_url(uri: str, experiment_id: str) -> str | None:
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
 
 
-def compare(cfg: Any) -> Comparison:
+def run(cfg: Any) -> Comparison:
     """Read the runs that `cfg` selects from MLflow; write `runs.md`, `runs.csv` and, with a
-    `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`."""
+    `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`; print the table, the
+    files and, for an HTTP store, the runs URL."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    validate_compare(cfg)
-    uri = tracking.tracking_uri(cfg.logger.tracking_uri)
+    validate(cfg)
+    uri = tracking.tracking_uri(cfg.logger.tracking_uri, project_root())
     tracking.check_reachable(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
@@ -146,4 +126,10 @@ def compare(cfg: Any) -> Comparison:
         fig = plot_metric(table, cfg.plot.x, cfg.plot.y, cfg.plot.line, cfg.ascending)
         name = f"{cfg.plot.y}_vs_{cfg.plot.x}".replace("/", "_")
         paths.append(save_png(fig, output_dir / f"{name}.png", dpi=120))
-    return Comparison(table, paths, runs_url(uri, experiment.experiment_id))
+    comparison = Comparison(table, paths, runs_url(uri, experiment.experiment_id))
+    print(table.to_string(index=False, max_colwidth=40))
+    for path in paths:
+        print(f"wrote {path}")
+    if comparison.runs_url:
+        print(f"MLflow runs table: {comparison.runs_url}")
+    return comparison

@@ -1,0 +1,82 @@
+"""What every stage shares: its MLflow run (name, tags, group, parent), params, and the summary
+it prints at the end."""
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import OmegaConf
+
+from aevae import tracking
+from aevae.workspace import project_root
+
+log = logging.getLogger("aevae")
+
+HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
+
+
+def params_of(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain values (enums as their names), for MLflow params and YAML."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def run_group(logger_cfg: Any) -> str | None:
+    """The configured group; under DVC (no group configured), one group per pipeline state:
+    `repro-<commit>-<params.yaml hash>`, so a reproduction's stage runs share one parent."""
+    if logger_cfg.group or not os.environ.get("DVC_STAGE"):
+        return logger_cfg.group
+    params = Path(os.environ.get("DVC_ROOT", ".")) / "params.yaml"
+    digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
+    return f"repro-{(tracking.git_commit() or 'nogit')[:8]}-{digest}"
+
+
+def run_name(logger_cfg: Any, stage: str, label: str | None = None) -> str:
+    """`logger.run_name` if set, else `<stage>/<label>` (`train/vae`, `anomaly/ae/class_3`)."""
+    return logger_cfg.run_name or "/".join(part for part in (stage, label) if part)
+
+
+@contextmanager
+def open_stage_run(
+    cfg: Any,
+    *,
+    stage: str,
+    dataset: str,
+    label: str | None = None,
+    parent: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[tracking.Run]:
+    """The MLflow run of one stage (per model: `label`), nested under `parent` or else under the
+    run group; tagged with stage, model, data set and DVC stage. Only rank 0 opens a run."""
+    if rank_zero_only.rank != 0:
+        yield tracking.Run()
+        return
+    tags = {"aevae.stage": stage, "aevae.dataset": dataset}
+    if label:
+        tags["aevae.model"] = label
+    if os.environ.get("DVC_STAGE"):
+        tags["aevae.dvc_stage"] = os.environ["DVC_STAGE"]
+    with tracking.open_run(
+        cfg.logger,
+        name=run_name(cfg.logger, stage, label),
+        root=project_root(),
+        params=params_of(cfg),
+        tags=tags,
+        group=None if parent else run_group(cfg.logger),
+        parent=parent,
+        run_id=run_id,
+    ) as run:
+        yield run
+
+
+def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run) -> None:
+    """A stage's closing lines: headline metrics, where its outputs are, its MLflow run."""
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in list(metrics.items())[:HEADLINE_METRICS])
+    lines = [f"{title}: {shown}" if shown else title, f"  outputs: {output}"]
+    if run.run_id:
+        lines.append(f"  MLflow run {run.run_id}; runs table: {run.runs_url()}")
+    print("\n".join(lines), flush=True)

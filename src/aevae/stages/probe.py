@@ -1,0 +1,78 @@
+"""The probe stage: logistic regression on frozen latents (and on pixels and PCA) with few labels."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aevae.config import validate
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import DataError
+from aevae.evaluation.probe import (
+    ALL_LABELS,
+    check_budgets,
+    label_budgets,
+    probe_features,
+    probe_metrics,
+    probe_runs,
+    probe_table,
+    resolve_pca_components,
+    summarize,
+)
+from aevae.io import write_csv, write_json
+from aevae.models import BaseAutoencoder, load_model
+from aevae.plots import save_accuracy_plot
+from aevae.stages.common import open_stage_run, print_summary
+
+log = logging.getLogger(__name__)
+
+
+def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int]) -> dict[str, BaseAutoencoder]:
+    """The trained models named in config, checked to match the data's image shape."""
+    models = {}
+    for name, path in checkpoints.items():
+        if not Path(path).is_file():
+            raise DataError(f"models.{name}: checkpoint {path} not found (run the train stage first)")
+        model = load_model(path)
+        if tuple(model.image_shape) != tuple(image_shape):
+            raise DataError(f"models.{name}: {path} was trained on images of shape {model.image_shape}, the data has {tuple(image_shape)}")
+        models[name] = model
+    return models
+
+
+def run(cfg: Any) -> dict[str, float]:
+    """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
+    (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
+    under `cfg.output_dir`, and log metrics and files to MLflow. Returns the metrics."""
+    validate(cfg)
+    splits = load_or_prepare(cfg.data)
+    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+    datamodule.setup()
+    train_images, train_labels = datamodule.tensors["train"]
+    test_images, test_labels = datamodule.tensors["test"]
+    budgets = label_budgets(cfg.labels_per_class, cfg.all_labels)
+    check_budgets(train_labels.numpy(), budgets)
+    models = load_probed_models(cfg.models, splits.image_shape)
+    baselines = [str(baseline) for baseline in cfg.baselines]  # StrEnum: the value
+    n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in baselines else None
+
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as stage_run:
+        features = probe_features(models, baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
+        seeds = [cfg.seed + r for r in range(cfg.repeats)]
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, cfg.logreg)
+        summary = summarize(runs)
+        metrics = probe_metrics(summary)
+        output_dir = Path(cfg.output_dir)
+        title = f"{cfg.data.name}: logistic regression (C={cfg.logreg.C}) on frozen features, {cfg.repeats} seeds"
+        outputs = [
+            write_json(output_dir / "metrics.json", metrics),
+            write_csv(output_dir / "accuracy.csv", summary),
+            write_csv(output_dir / "accuracy_runs.csv", runs),
+            save_accuracy_plot(summary, output_dir / "accuracy.png", title, ALL_LABELS),
+        ]
+        stage_run.log_metrics(metrics)
+        for path in outputs:
+            stage_run.log_artifact(path)
+    log.info("probe accuracy (%s):\n%s", title, probe_table(metrics))
+    print_summary(f"{cfg.stage} done", {k: v for k, v in metrics.items() if k.endswith("acc_mean")}, output_dir, stage_run)
+    return metrics

@@ -1,0 +1,66 @@
+"""The train stage: one model from a config; checkpoints, metrics, history and an MLflow run.
+
+Re-running with the same `output_dir` resumes from `checkpoints/last.ckpt` into the same MLflow
+run when the checkpoint belongs to the same data/model/net/seed (see `aevae.resume`).
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from omegaconf import OmegaConf
+
+from aevae import resume, tracking
+from aevae.callbacks import EpochHistory, FitOutputs, ReseedEachEpoch
+from aevae.config import validate
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.devices import check_accelerator
+from aevae.models import build_model
+from aevae.stages.common import open_stage_run, params_of, print_summary
+
+
+def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` config node."""
+    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
+    if kwargs["enable_progress_bar"]:
+        callbacks = [*callbacks, RichProgressBar()]
+    return L.Trainer(**kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(output_dir))
+
+
+def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
+    """Train the model of `cfg` (its MLflow run nested under `parent` if given); write
+    checkpoints, metrics.json, history.csv, config.yaml and reconstructions.png under
+    `cfg.output_dir`. Returns the final validation metrics."""
+    validate(cfg)
+    check_accelerator(cfg.trainer.accelerator)
+    output_dir = Path(cfg.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    fingerprint = resume.fingerprint(cfg)
+    last_checkpoint, run_id = resume.find_resumable(checkpoint_dir, fingerprint)
+    metrics_file = output_dir / "metrics.json"
+    metrics_file.unlink(missing_ok=True)  # written again when this run ends
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    splits = load_or_prepare(cfg.data)
+    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+    # checkpoints record the data config, so evaluation can use the binarization trained with
+    datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
+    model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
+
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent, run_id=run_id) as mlflow_run:
+        callbacks = [
+            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
+            EpochHistory(),
+            ReseedEachEpoch(cfg.seed),
+            FitOutputs(output_dir, OmegaConf.to_yaml(params_of(cfg)), fingerprint, mlflow_run.run_id),
+        ]
+        trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
+        resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False)
+        trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=last_checkpoint)
+        if not metrics_file.exists():  # resumed after the last epoch: validate to write the outputs
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+        metrics = json.loads(metrics_file.read_text())
+    print_summary(f"{cfg.stage}/{cfg.model.label} done", metrics, output_dir, mlflow_run)
+    return metrics
