@@ -10,11 +10,11 @@ import torch
 from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aevae.config import validate_anomaly
+from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import anomaly_targets, detection_metrics, pca_scores, roc_points
-from aevae.evaluation.one_class import class_config, run_anomaly
+from aevae.stages.anomaly import class_config, run as run_anomaly
 from conftest import REPO_ROOT, TINY
 
 
@@ -47,8 +47,8 @@ def test_roc_points_are_subsampled_with_both_ends():
 def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config):
     cfg = make_config(["model=ae"], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
-    class_cfg = class_config(cfg, 3, parent_run_id="parent")
-    assert class_cfg.output_dir.endswith("class_3") and class_cfg.logger.tags["mlflow.parentRunId"] == "parent"
+    class_cfg = class_config(cfg, 3)
+    assert class_cfg.output_dir.endswith("class_3") and class_cfg.logger.run_name == "anomaly/ae/class_3"
     datamodule = InMemoryDataModule(splits, class_cfg.data, seed=0)
     datamodule.setup()
     for split in ("train", "val"):
@@ -78,7 +78,7 @@ def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
 )  # fmt: skip
 def test_invalid_anomaly_config_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate_anomaly(make_config([override], config_name="anomaly"))
+        validate(make_config([override], config_name="anomaly"))
 
 
 def test_vae_is_also_scored_by_its_importance_sampled_likelihood(make_config, tmp_path):
@@ -95,7 +95,7 @@ def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_
     out = tmp_path / "anomaly"
     result = subprocess.run(
         [sys.executable, "pipelines/anomaly.py", *TINY, "model=ae", "normal_classes=[0,1]", "roc_points=10",
-         f"output_dir={out}", f"logger.tracking_uri={tracking_uri}"],
+         f"output_dir={out}", f"logger.tracking_uri={tracking_uri}", f"hydra.run.dir={tmp_path}/hydra"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -113,9 +113,9 @@ def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_
 
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
-    (summary,) = [run for run in runs if run.info.run_name == "anomaly"]
+    (summary,) = [run for run in runs if run.info.run_name == "anomaly/ae"]
     trained = sorted(run.info.run_name for run in runs if run.data.tags.get("mlflow.parentRunId") == summary.info.run_id)
-    assert len(runs) == 3 and trained == ["anomaly-ae-class_0", "anomaly-ae-class_1"]
+    assert len(runs) == 3 and trained == ["anomaly/ae/class_0", "anomaly/ae/class_1"]
     assert all(run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "anomaly" for run in runs)
     assert summary.data.metrics == pytest.approx({k: v for k, v in metrics.items()})
     assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"metrics.json", "roc.csv"}

@@ -11,16 +11,16 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
-from aevae.config import validate_evaluate
+from aevae.config import validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError, DataError
-from aevae.evaluation.evaluate import evaluate, held_out_images
+from aevae.stages.evaluate import held_out_images, run as evaluate
 from aevae.evaluation.latent import interpolate, project_2d, traverse
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
 from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.models import build_model, load_model
-from aevae.training import train
+from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
 VAE = {
@@ -136,46 +136,52 @@ def test_figures_skip_what_a_model_cannot_do(checkpoints, tmp_path):
 
 def test_evaluate_rejects_bad_input_before_any_work(tmp_path, tracking_uri):
     missing = tmp_path / "missing.ckpt"
-    cfg = compose_config("evaluate", [f"models.ae={missing}", "~models.vae", f"logger.tracking_uri={tracking_uri}"])
+    cfg = compose_config("evaluate", [f"+models.ae={missing}", f"logger.tracking_uri={tracking_uri}"])
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path / "out")
     with pytest.raises(DataError, match="missing.ckpt: checkpoint not found"):
         evaluate(cfg)
     with pytest.raises(ConfigError, match="likelihood.samples"):
-        validate_evaluate(compose_config("evaluate", ["likelihood.samples=0"]))
+        validate(compose_config("evaluate", ["likelihood.samples=0", "+models.ae=x.ckpt", f"output_dir={tmp_path / 'out'}"]))
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.slow
 def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoints, tmp_path, tracking_uri):
     out = tmp_path / "eval"
-    overrides = [f"models.ae={checkpoints['dae']}", f"models.vae={checkpoints['vae']}"]
+    overrides = [f"+models.ae={checkpoints['dae']}", f"+models.vae={checkpoints['vae']}"]
     overrides += ["likelihood.samples=20", "figures.traversal_dims=3"]
     result = subprocess.run(
-        [sys.executable, "pipelines/evaluate.py", *overrides, f"output_dir={out}", f"logger.tracking_uri={tracking_uri}"],
+        [sys.executable, "pipelines/evaluate.py", *overrides, f"output_dir={out}", f"logger.tracking_uri={tracking_uri}", f"hydra.run.dir={tmp_path}/hydra"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    written = json.loads((out / "metrics.json").read_text())
-    metrics = {name: value for name, value in written.items() if name != "protocol"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    protocol = json.loads((out / "protocol.json").read_text())
     quality = {"mse", "bce", "psnr", "ssim"}
     assert metrics.keys() == {f"ae/test/{m}" for m in quality} | {f"vae/test/{m}" for m in quality | {"elbo", "nll_iwae"}}
     assert metrics["vae/test/nll_iwae"] <= -metrics["vae/test/elbo"]
     assert 0 < metrics["ae/test/mse"] < 0.25 and 0 < metrics["ae/test/ssim"] < 1
     # the VAE is evaluated on the binarization it was trained with, as its checkpoint records
-    assert written["protocol"]["vae"] | {"checkpoint": None} == {
+    assert protocol["vae"] | {"checkpoint": None} == {
         "checkpoint": None, "dataset": "digits", "binarize": "static", "n_test": 359,
         "likelihood": "bernoulli", "iwae_samples": 20, "units": "nats per image",
     }  # fmt: skip
-    assert written["protocol"]["ae"]["binarize"] == "none"
+    assert protocol["ae"]["binarize"] == "none"
     assert {p.name for p in (out / "figures").iterdir()} >= {"ae_denoising.png", "vae_samples.png", "vae_latent_map.png"}
 
     client = MlflowClient(tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "evaluate"
-    assert run.data.metrics == pytest.approx(metrics)
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert {"figures/vae_traversals.png", "figures/ae_denoising.png"} <= logged and "figures/ae_samples.png" not in logged
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("aevae").experiment_id])}
+    assert set(runs) == {"evaluate", "evaluate/ae", "evaluate/vae"}
+    assert all(r.info.status == "FINISHED" and r.data.tags["aevae.stage"] == "evaluate" for r in runs.values())
+    assert runs["evaluate"].data.metrics == pytest.approx(metrics)
+    for name in ("ae", "vae"):  # per-model runs share the metric names: one column per metric
+        assert runs[f"evaluate/{name}"].data.tags["mlflow.parentRunId"] == runs["evaluate"].info.run_id
+        assert runs[f"evaluate/{name}"].data.metrics["test/mse"] == pytest.approx(metrics[f"{name}/test/mse"])
+    logged = {a.path for a in client.list_artifacts(runs["evaluate/ae"].info.run_id, "figures")}
+    assert "figures/ae_denoising.png" in logged and "figures/ae_samples.png" not in logged
+    logged = {a.path for a in client.list_artifacts(runs["evaluate/vae"].info.run_id, "figures")}
+    assert "figures/vae_traversals.png" in logged
 
     # the same config in-process gives the same numbers: the evaluation is seeded
     cfg = compose_config("evaluate", [*overrides, "logger=none"])

@@ -11,12 +11,13 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf, open_dict
 
-from aevae.config import validate_probe
+from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae.evaluation.probe import labelled_subset, probe_runs, probe_table, resolve_pca_components, run_probe
+from aevae.evaluation.probe import labelled_subset, probe_runs, probe_table, resolve_pca_components
+from aevae.stages.probe import run as run_probe
 from aevae.models import build_model, load_model
-from aevae.training import train
+from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
 LOGREG = OmegaConf.create({"C": 1.0, "max_iter": 200})
@@ -96,7 +97,7 @@ def test_probe_table_orders_budgets_numerically():
 
 
 def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_config, tmp_path):
-    cfg = make_config(["labels_per_class=[1,101]", "models.ae=missing.ckpt"], config_name="probe")
+    cfg = make_config(["labels_per_class=[1,101]", "+models.ae=missing.ckpt"], config_name="probe")
     with pytest.raises(ConfigError, match=r"labels_per_class: a budget of 101 .* the 100 training images of class 2"):
         run_probe(cfg)
     assert not (tmp_path / "out").exists()
@@ -105,7 +106,6 @@ def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_con
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("baselines=[pixel]", "baselines"),
         ("labels_per_class=[0,10]", "labels_per_class"),
         ("labels_per_class=[10,10]", "labels_per_class"),
         ("labels_per_class=[]", "labels_per_class"),
@@ -117,9 +117,10 @@ def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_con
     ],
 )
 def test_bad_probe_config_is_rejected(make_config, override, key):
+    """(An unknown baseline, an Enum choice, is already rejected while composing: test_config.)"""
     cfg = make_config([override, "all_labels=false"], config_name="probe")
     with pytest.raises(ConfigError, match=f"^{key}: "):
-        validate_probe(cfg)
+        validate(cfg)
 
 
 def test_pca_size_comes_from_the_models_or_the_config(checkpoints):
@@ -137,8 +138,8 @@ def test_probe_stage_end_to_end(checkpoints, tmp_path, tracking_uri):
     command = [
         sys.executable,
         str(REPO_ROOT / "pipelines" / "probe.py"),
-        f"models.ae={checkpoints['ae']}",
-        f"models.vae={checkpoints['vae']}",
+        f"+models.ae={checkpoints['ae']}",
+        f"+models.vae={checkpoints['vae']}",
         f"output_dir={out}",
         f"logger.tracking_uri={tracking_uri}",
         "labels_per_class=[1,5]",

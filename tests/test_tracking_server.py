@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from aevae.compare import compare
+from aevae.stages.compare import run as compare
 from aevae.errors import TrackingError
-from aevae.training import train
+from aevae.stages.train import run as train
 from conftest import TINY
 
 SERVER_START_TIMEOUT_S = 90

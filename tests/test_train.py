@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from aevae.models import load_model
-from aevae.training import train
+from aevae.stages.train import run as train
 from conftest import TINY
 
 CONV_TINY = ["net=conv", "net.channels=[4,8]", "net.hidden_dim=16"]
@@ -39,7 +39,7 @@ def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, mod
 
     client, run = read_run(tracking_uri)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == f"train-{cfg.model.name}-{net}-digits"
+    assert run.info.run_name == f"train/{model}" and run.data.tags["aevae.model"] == model
     assert run.data.params["model.latent_dim"] == "4"
     assert run.data.params["net.name"] == net
     assert run.data.tags["aevae.dataset"] == "digits"

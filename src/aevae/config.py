@@ -16,9 +16,9 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.errors import ConfigError
-from aevae.models import MODELS, AEConfig
+from aevae.models import MODELS
 from aevae.models.base import require
-from aevae.nets import NETS, NetConfig
+from aevae.nets import NETS
 from aevae.sweeps import register_resolvers
 
 
@@ -113,8 +113,10 @@ class LoggerConfig:
 @dataclass
 class TrainConfig:
     data: DataConfig = MISSING
-    model: AEConfig = MISSING  # any registered model's schema (a subclass)
-    net: NetConfig = MISSING  # any registered net's schema
+    # Typed by the chosen group option's schema (`model/<name>_schema`, `net/<name>_schema`); a
+    # field typed with a base class here would retype the node when anomaly.yaml extends train.
+    model: Any = MISSING
+    net: Any = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = MISSING
@@ -125,7 +127,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
+        require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
+        require(isinstance(self.net, NETS[self.net.name].config), "net", f"not a {NETS[self.net.name].config.__name__}")
 
 
 @dataclass
@@ -344,7 +348,7 @@ def _reject_unknown_keys(node: Any, path: str) -> None:
         for item in items:
             _reject_unknown_keys(item, path)
         return
-    if not isinstance(node, DictConfig):
+    if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is None:  # None: a null node
         return
     schema = OmegaConf.get_type(node)
     if is_dataclass(schema):

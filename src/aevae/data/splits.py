@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aevae.data import digits, mnist
+import aevae.data.digits as digits
+import aevae.data.mnist as mnist
 from aevae.errors import DataError
 from aevae.io import load_tensors, save_tensors
 

@@ -2,9 +2,9 @@
 that class only, score the whole test set, and measure how well the scores separate the other
 classes; a PCA of the same size is the baseline."""
 
-import copy
 import csv
 import io
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from aevae.config import validate
+from aevae.config import TrainConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.evaluation.anomaly import anomaly_targets, class_means, detection_metrics, pca_scores, roc_points
 from aevae.evaluation.batches import map_batches
@@ -27,12 +27,13 @@ RocRow = tuple[str, int, float, float]  # a row of roc.csv
 
 
 def class_config(cfg: DictConfig, normal_class: int) -> DictConfig:
-    """The training config of the model for `normal_class`: its training and validation images are
-    that class only, its outputs go to `<train_dir>/class_<c>`, its run is `anomaly/<model>/class_<c>`."""
-    class_cfg = copy.deepcopy(cfg)
+    """The training config (a `TrainConfig`) of the model for `normal_class`: its training and
+    validation images are that class only, its outputs go to `<train_dir>/class_<c>`, its run is `anomaly/<model>/class_<c>`."""
+    training = OmegaConf.masked_copy(cfg, [field.name for field in fields(TrainConfig)])
+    class_cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), training)
     OmegaConf.resolve(class_cfg)
     class_cfg.data.train_classes = [normal_class]
-    class_cfg.output_dir = str(Path(class_cfg.train_dir) / f"class_{normal_class}")
+    class_cfg.output_dir = str(Path(cfg.train_dir) / f"class_{normal_class}")
     class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/class_{normal_class}"
     return class_cfg
 

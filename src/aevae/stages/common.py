@@ -49,9 +49,11 @@ def open_stage_run(
     label: str | None = None,
     parent: str | None = None,
     run_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Iterator[tracking.Run]:
     """The MLflow run of one stage (per model: `label`), nested under `parent` or else under the
-    run group; tagged with stage, model, data set and DVC stage. Only rank 0 opens a run."""
+    run group; tagged with stage, model, data set and DVC stage; its params the resolved config
+    (or `params`). Only rank 0 opens a run."""
     if rank_zero_only.rank != 0:
         yield tracking.Run()
         return
@@ -64,7 +66,7 @@ def open_stage_run(
         cfg.logger,
         name=run_name(cfg.logger, stage, label),
         root=project_root(),
-        params=params_of(cfg),
+        params=params if params is not None else params_of(cfg),
         tags=tags,
         group=None if parent else run_group(cfg.logger),
         parent=parent,

@@ -22,7 +22,7 @@ from aevae.evaluation.probe import (
 from aevae.io import write_csv, write_json
 from aevae.models import BaseAutoencoder, load_model
 from aevae.plots import save_accuracy_plot
-from aevae.stages.common import open_stage_run, print_summary
+from aevae.stages.common import open_stage_run, params_of, print_summary
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def run(cfg: Any) -> dict[str, float]:
     baselines = [str(baseline) for baseline in cfg.baselines]  # StrEnum: the value
     n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in baselines else None
 
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as stage_run:
+    params = params_of(cfg) | {"pca_components": n_components}  # as resolved from the models
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params) as stage_run:
         features = probe_features(models, baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
         seeds = [cfg.seed + r for r in range(cfg.repeats)]
         runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, cfg.logreg)

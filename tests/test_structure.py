@@ -1,0 +1,135 @@
+"""The shape of the code stays as designed: no import cycles, no upward imports, no private
+Lightning API, thin entry points, complete DVC dependencies, exactly pinned stack packages."""
+
+import ast
+import re
+
+import pytest
+import yaml
+
+from structure import (
+    REPO_ROOT,
+    SRC,
+    composed_config_paths,
+    config_name,
+    covered,
+    import_closure,
+    import_graph,
+    module_name,
+)
+
+# Lower layers never import higher ones (a module may import its own layer or any lower one).
+LAYERS = {
+    "aevae.errors": 0,
+    "aevae.io": 0,
+    "aevae.workspace": 0,
+    "aevae.nets": 1,
+    "aevae.data": 1,
+    "aevae.tracking": 1,
+    "aevae.plots": 1,
+    "aevae.devices": 1,
+    "aevae.resume": 1,
+    "aevae.models": 2,
+    "aevae.sweeps": 2,
+    "aevae.config": 3,
+    "aevae.evaluation": 3,
+    "aevae.callbacks": 3,
+    "aevae.report": 3,
+    "aevae.stages": 4,
+    "aevae.entry": 5,
+}
+STACK = ["torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "hydra-joblib-launcher", "hydra-optuna-sweeper", "mlflow", "dvc", "scikit-learn", "matplotlib", "pandas"]
+ENTRY_POINTS = sorted((REPO_ROOT / "pipelines").glob("*.py"))
+
+
+def layer(module: str) -> int:
+    for prefix, rank in LAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return rank
+    if module == "aevae":
+        return 0
+    raise AssertionError(f"{module} has no layer in LAYERS: add it")
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for imported in graph.get(module, ()):
+            if state.get(imported) == "open":
+                raise AssertionError("import cycle: " + " -> ".join([*path, module, imported]))
+            if imported not in state:
+                visit(imported, [*path, module])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])
+
+
+def test_no_upward_imports():
+    upward = [
+        f"{module} (layer {layer(module)}) imports {imported} (layer {layer(imported)})"
+        for module, imports in import_graph().items()
+        for imported in imports
+        if layer(imported) > layer(module)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_private_lightning_api_in_src():
+    private = []
+    for path in sorted((SRC / "aevae").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("lightning", "pytorch_lightning"):
+                names = [*node.module.split("."), *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [part for alias in node.names if alias.name.split(".")[0] in ("lightning", "pytorch_lightning") for part in alias.name.split(".")]
+            else:
+                continue
+            if any(name.startswith("_") for name in names):
+                private.append(f"{module_name(path)}:{node.lineno}")
+    assert not private, f"private Lightning API imported at {private}"
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS, ids=lambda p: p.name)
+def test_entry_points_hold_no_logic(entry_point):
+    """Docstring, imports and `if __name__ == "__main__": main(<stage>.run, "<config>")` only."""
+    body = ast.parse(entry_point.read_text()).body
+    kinds = [type(node).__name__ for node in body]
+    assert kinds == ["Expr", "ImportFrom", "ImportFrom", "If"], kinds
+    assert len(body[-1].body) == 1 and config_name(entry_point) == entry_point.stem
+
+
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_deps(stage: dict) -> list[str]:
+    """A stage's deps with the `${lib}` variable of dvc.yaml expanded."""
+    body = stage.get("do", stage)
+    lib = next(item["lib"] for item in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["vars"] if "lib" in item)
+    return [dep.replace("${lib}", lib) for dep in body["deps"]]
+
+
+@pytest.mark.parametrize("name", sorted(dvc_stages()))
+def test_dvc_stage_depends_on_every_file_it_imports_and_composes(name):
+    stage = dvc_stages()[name]
+    cmd = stage.get("do", stage)["cmd"]
+    entry_point = REPO_ROOT / re.search(r"python (pipelines/\w+\.py)", cmd).group(1)
+    deps = stage_deps(stage)
+    needed = {entry_point} | import_closure(entry_point) | composed_config_paths(config_name(entry_point))
+    missing = sorted(str(path.relative_to(REPO_ROOT)) for path in needed if not covered(path, deps))
+    assert not missing, f"dvc.yaml stage {name!r} lacks deps {missing}"
+
+
+def test_stack_packages_are_pinned_exactly():
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    missing = [package for package in STACK if package not in {name.lower() for name in pins}]
+    assert not missing, f"constraints.txt does not pin {missing} exactly"
