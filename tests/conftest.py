@@ -4,8 +4,6 @@ The session also checks that the tests leave the repository as they found it: an
 (an `mlruns/`, `outputs/`, `mlflow.db`, ...) reported by `git status` fails the run.
 """
 
-import shutil
-import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -96,34 +94,10 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store with the project's experiment, made once per session."""
-    from mlflow import MlflowClient
-
-    root = tmp_path_factory.mktemp("mlflow-template")
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    client.create_experiment("aevae", artifact_location=str(root / "mlartifacts" / "1"))
-    return root / "mlflow.db"
-
-
-def init_store(db: Path, template: Path) -> None:
-    """A copy of the template store whose experiments keep their artifacts beside `db`."""
-    shutil.copyfile(template, db)
-    with sqlite3.connect(db) as connection:
-        connection.execute(
-            "UPDATE experiments SET artifact_location = ? || experiment_id", (f"{db.parent / 'mlartifacts'}/",)
-        )
-    connection.close()
-
-
 @pytest.fixture
-def make_config(tmp_path: Path, tracking_uri: str, request: pytest.FixtureRequest) -> Callable[..., DictConfig]:
-    """Compose a primary config with overrides; outputs and the MLflow store go to tmp_path.
-
-    The store is created with its experiments' artifact locations under tmp_path, so that no
-    artifact lands in `./mlruns` of the working directory.
-    """
+def make_config(tmp_path: Path, tracking_uri: str) -> Callable[..., DictConfig]:
+    """Compose a primary config with overrides; outputs and the MLflow store (its artifacts
+    beside it) go to tmp_path."""
 
     def make(overrides: list[str] = (), config_name: str = "train") -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -132,9 +106,6 @@ def make_config(tmp_path: Path, tracking_uri: str, request: pytest.FixtureReques
             cfg.output_dir = str(tmp_path / "out")
             if "logger" in cfg and cfg.logger.tracking_uri is None:
                 cfg.logger.tracking_uri = tracking_uri
-                db = Path(tracking_uri.removeprefix("sqlite:///"))
-                if cfg.logger.get("name") != "none" and not db.exists():
-                    init_store(db, request.getfixturevalue("mlflow_template"))
         return cfg
 
     return make

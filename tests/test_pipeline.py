@@ -25,7 +25,7 @@ TINY_PARAMS = {
     "probe.labels_per_class": "1,5",
     "probe.repeats": 2,
 }
-OTHER_STAGES = {"prepare", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae"}
+OTHER_STAGES = {"prepare", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
 VAE_BRANCH = {"train@vae", "anomaly@vae", "evaluate", "probe", "report"}
 MODELS = ("ae", "dae", "vae", "beta_vae")
 
@@ -101,7 +101,7 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     by_id = {r.info.run_id: r for r in runs}
     (pipeline,) = [r for r in runs if r.data.tags.get("aevae.role") == "parent"]
     stage_runs = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id}
-    assert set(stage_runs) == {*(f"train/{m}" for m in MODELS), "evaluate", "anomaly/ae", "anomaly/vae", "probe", "report"}
+    assert set(stage_runs) == {*(f"train/{m}" for m in MODELS), *(f"anomaly/{m}" for m in MODELS), "evaluate", "probe", "report"}
     for label in ("ae", "vae"):
         classes = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs[f"anomaly/{label}"].info.run_id)
         assert classes == [f"anomaly/{label}/class_0", f"anomaly/{label}/class_1"]
@@ -126,7 +126,7 @@ def test_a_data_config_change_marks_every_stage_that_composes_it(study):
         status = json.loads(run(["dvc", "status", "--json"], repo, env).strip().splitlines()[-1])
     finally:
         conf.write_text(original)
-    expected = {*(f"train@{m}" for m in MODELS), "anomaly@ae", "anomaly@vae", "evaluate", "probe"}
+    expected = {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "evaluate", "probe"}
     assert expected <= set(status), status
     assert "up to date" in run(["dvc", "status"], repo, env).lower()
 

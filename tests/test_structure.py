@@ -23,6 +23,7 @@ LAYERS = {
     "aevae.errors": 0,
     "aevae.io": 0,
     "aevae.workspace": 0,
+    "aevae.logs": 0,
     "aevae.nets": 1,
     "aevae.data": 1,
     "aevae.tracking": 1,

@@ -11,6 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from aevae import resume
 from aevae.io import write_atomic, write_csv, write_json
+from aevae.logs import quiet_libraries
 from aevae.plots import save_image_rows
 
 N_FIGURE_IMAGES = 10
@@ -59,6 +60,9 @@ class FitOutputs(L.Callback):
     def __init__(self, output_dir: Path, config_yaml: str, fingerprint: dict[str, Any], run_id: str | None) -> None:
         self.output_dir, self.config_yaml = Path(output_dir), config_yaml
         self.fingerprint, self.run_id = fingerprint, run_id
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        quiet_libraries()  # also in ranks that Lightning spawned
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module)

@@ -1,10 +1,7 @@
 """The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
 mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
 
-import logging
-import os
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import register_configs
 from aevae.errors import AevaeError
+from aevae.logs import quiet_libraries
 
 EXIT_USER_ERROR = 2
 SWEEP_FLAGS = ("-m", "--multirun")
@@ -50,15 +48,6 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> N
             compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         fail(hydra_message(exc))
-
-
-def quiet_libraries() -> None:
-    """Keep what a user needs: Lightning's tips and set-up chatter, known-harmless warnings off."""
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*LeafSpec.*", ".*litlogger.*", ".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*", ".*Couldn't infer the batch indices.*"):
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:

@@ -58,7 +58,7 @@ def prepare_splits(data_cfg: Any) -> Splits:
     train, val = _carve(*pool, data_cfg.val_fraction, generator)
     parts = dict(zip(SPLIT_NAMES, (train, val, test)))
     return Splits(
-        dataset=data_cfg.name,
+        dataset=str(data_cfg.name),  # a plain str: the file is read with weights_only
         max_level=max_level,
         images={name: part[0].contiguous() for name, part in parts.items()},
         labels={name: part[1].contiguous() for name, part in parts.items()},

@@ -77,7 +77,8 @@ def open_stage_run(
 
 def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run) -> None:
     """A stage's closing lines: headline metrics, where its outputs are, its MLflow run."""
-    shown = ", ".join(f"{name} {value:.4g}" for name, value in list(metrics.items())[:HEADLINE_METRICS])
+    headline = sorted(metrics, key=lambda name: (name.startswith(("best/", "epochs")), name))[:HEADLINE_METRICS]
+    shown = ", ".join(f"{name} {metrics[name]:.4g}" for name in headline)
     lines = [f"{title}: {shown}" if shown else title, f"  outputs: {output}"]
     if run.run_id:
         lines.append(f"  MLflow run {run.run_id}; runs table: {run.runs_url()}")

@@ -1,0 +1,26 @@
+"""What a run prints: the libraries' set-up chatter and known-harmless warnings are silenced, so
+that what remains (the stage summaries, real warnings, errors) is what a user needs."""
+
+import logging
+import os
+import warnings
+
+QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic")
+HARMLESS_WARNINGS = (
+    ".*LeafSpec.*",  # a deprecation inside Lightning's own code
+    ".*litlogger.*",  # Lightning's advertisement of its hosted logger
+    ".*Checkpoint directory .* exists and is not empty.*",  # the resume record lives there
+    ".*is smaller than the logging interval.*",  # small data sets: epoch metrics are logged anyway
+    ".*does not have many workers.*",  # batches are sliced from memory: no workers by design
+    ".*Couldn't infer the batch indices.*",
+)
+
+
+def quiet_libraries() -> None:
+    """Raise the libraries' loggers to WARNING and ignore the harmless warnings (in this process;
+    Lightning's spawned ranks call it again from `callbacks.FitOutputs.setup`)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level when imported
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
