@@ -1,4 +1,4 @@
-"""Evaluate trained checkpoints: `python pipelines/evaluate.py models={ae:<ckpt>,vae:<ckpt>}`."""
+"""Evaluate trained checkpoints: `python pipelines/evaluate.py +models.ae=<ckpt> +models.vae=<ckpt>`."""
 
 from aevae.entry import main
 from aevae.stages import evaluate

@@ -1,14 +1,25 @@
-"""Shared fixtures: config composition, a temporary MLflow store, the vendored MNIST copy.
+"""Shared fixtures: config composition, a temporary MLflow store, the vendored MNIST copy, one
+`dvc repro` of the study with tiny params (shared by the session), a real `mlflow server`.
 
 The session also checks that the tests leave the repository as they found it: any new path
 (an `mlruns/`, `outputs/`, `mlflow.db`, ...) reported by `git status` fails the run.
 """
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
 import subprocess
-from collections.abc import Callable
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -25,6 +36,24 @@ TINY = [
     "model.latent_dim=4",
     "data.batch_size=32",
 ]
+
+# The study with tiny params: every stage runs, in a few minutes on two cores.
+STUDY_PARAMS = {
+    "data.name": "digits",  # the quick variant; the default study runs MNIST
+    "models.ae.epochs": 2,
+    "models.dae.epochs": 1,
+    "models.vae.epochs": 2,
+    "models.beta_vae.epochs": 1,
+    "classifier.epochs": 1,
+    "evaluate.iw_samples": 8,
+    "anomaly.normal_classes": "0,1",
+    "anomaly.epochs": 1,
+    "anomaly.iw_samples": 4,
+    "probe.labels_per_class": "1,5",
+    "probe.repeats": 2,
+}
+SERVER_START_TIMEOUT_S = 90
+SERVER_STOP_TIMEOUT_S = 5
 
 register_configs()
 
@@ -109,3 +138,120 @@ def make_config(tmp_path: Path, tracking_uri: str) -> Callable[..., DictConfig]:
         return cfg
 
     return make
+
+
+# --- the study: one `dvc repro` in a temporary git repository -------------------------------
+
+
+class Study(NamedTuple):
+    repo: Path  # a git repository holding a copy of the project
+    env: dict[str, str]  # the environment DVC runs in (the venv's python first on PATH)
+    output: str  # what the first `dvc repro` printed
+
+
+def run_command(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command, fail the test with its output unless it succeeds; stdout + stderr."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def copy_project(repo: Path) -> None:
+    """The project's tracked and untracked files, without the study's outputs."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    for name in listed.stdout.split():
+        if (REPO_ROOT / name).is_file() and not name.startswith(("data/prepared/", "models/", "reports/")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, repo / name)
+
+
+def set_params(params_file: Path, values: dict[str, object]) -> None:
+    """Set dotted keys (`models.vae.epochs`) of a params.yaml."""
+    params = yaml.safe_load(params_file.read_text())
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def study_env() -> dict[str, str]:
+    """The environment of `dvc repro`: the venv first on PATH, no analytics, the default store."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("AEVAE_RUN_GROUP", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """A git repository holding a copy of the project with tiny params, after one `dvc repro`
+    (its MLflow store: `mlflow.db` in the repository). Tests may change it; they run in order."""
+    repo = tmp_path_factory.mktemp("study")
+    copy_project(repo)
+    set_params(repo / "params.yaml", STUDY_PARAMS)
+    env = study_env()
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study"]):
+        run_command(args, repo, env)
+    return Study(repo, env, run_command(["dvc", "repro"], repo, env))
+
+
+# --- a real MLflow tracking server ----------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (the OS picks it, the socket releases it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"mlflow server at {url} not healthy after {timeout_s}s")
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group led by `process`, SIGKILL it if the leader has not exited in time."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group may be gone already
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def mlflow_server(store_uri: str, workdir: Path) -> Iterator[str]:
+    """A real `mlflow server` for `store_uri` on a free loopback port (its log, artifacts and
+    working directory in `workdir`); yields its URL and stops it on exit.
+
+    The server runs in its own process group (the CLI, its uvicorn worker, its job runner), and
+    the whole group is stopped: SIGTERM, then SIGKILL if uvicorn still waits on open connections.
+    """
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", store_uri, "--artifacts-destination", str(workdir / "mlartifacts"),
+    ]
+    log = workdir / "server.log"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(command, cwd=workdir, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server, log, SERVER_START_TIMEOUT_S)
+        yield url
+    finally:
+        stop_process_group(server)

@@ -1,5 +1,6 @@
 """Evaluation: reconstruction metrics, the IWAE likelihood estimate, figures, the evaluate stage."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -14,12 +15,15 @@ from omegaconf import open_dict
 from aevae.config import validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError, DataError
-from aevae.stages.evaluate import held_out_images, run as evaluate
+from aevae.stages.evaluate import run as evaluate, split_images
 from aevae.evaluation.latent import interpolate, project_2d, traverse
+from aevae.evaluation.latent_stats import active_units, kl_per_dimension, most_active_dimensions
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
+from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.models import build_model, load_model
+from aevae.models.losses import corrupt, gaussian_kl
 from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
@@ -86,7 +90,7 @@ def test_importance_estimate_with_one_sample_is_the_elbo_in_expectation():
 def test_importance_estimate_is_seeded_and_tightens_with_more_samples(checkpoints):
     model = load_model(checkpoints["vae"])
     cfg = compose_config("evaluate", ["data.binarize=static"])
-    images, _ = held_out_images(load_or_prepare(cfg.data), cfg.data, seed=0, device="cpu")
+    images, _ = split_images(load_or_prepare(cfg.data), cfg.data, seed=0, device="cpu")["test"]
 
     def mean_log_px(k: int, seed: int = 0) -> float:
         bounds = likelihood_bounds(model, images, k, batch_size=64, generator=torch.Generator().manual_seed(seed))
@@ -158,9 +162,16 @@ def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoi
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     protocol = json.loads((out / "protocol.json").read_text())
-    quality = {"mse", "bce", "psnr", "ssim"}
-    assert metrics.keys() == {f"ae/test/{m}" for m in quality} | {f"vae/test/{m}" for m in quality | {"elbo", "nll_iwae"}}
+    quality = {f"test/{m}" for m in ("mse", "bce", "psnr", "ssim")}
+    denoising = {f"denoise/{kind}/{m}" for kind in ("gaussian", "mask") for m in ("psnr", "ssim")}
+    likelihood = {"test/elbo", "test/nll_iwae", "latent/kl", "latent/active_units"}
+    expected = {"ae": quality | denoising, "vae": quality | denoising | likelihood, "pca": quality | denoising, "corrupted": denoising}
+    assert metrics.keys() == {f"{name}/{key}" for name, keys in expected.items() for key in keys}
     assert metrics["vae/test/nll_iwae"] <= -metrics["vae/test/elbo"]
+    assert 0 <= metrics["vae/latent/active_units"] <= 4 and metrics["vae/latent/kl"] > 0
+    # corruption costs quality: PCA restores the corrupted inputs worse than the clean ones
+    assert metrics["pca/test/psnr"] > max(metrics[f"pca/denoise/{kind}/psnr"] for kind in ("gaussian", "mask"))
+    assert 5 < metrics["corrupted/denoise/gaussian/psnr"] < 20
     assert 0 < metrics["ae/test/mse"] < 0.25 and 0 < metrics["ae/test/ssim"] < 1
     # the VAE is evaluated on the binarization it was trained with, as its checkpoint records
     assert protocol["vae"] | {"checkpoint": None} == {
@@ -169,10 +180,13 @@ def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoi
     }  # fmt: skip
     assert protocol["ae"]["binarize"] == "none"
     assert {p.name for p in (out / "figures").iterdir()} >= {"ae_denoising.png", "vae_samples.png", "vae_latent_map.png"}
+    latent_kl = list(csv.DictReader((out / "latent_kl.csv").open()))
+    assert [row["dim"] for row in latent_kl] == ["0", "1", "2", "3"] and {row["model"] for row in latent_kl} == {"vae"}
+    assert sum(float(row["kl"]) for row in latent_kl) == pytest.approx(metrics["vae/latent/kl"], rel=1e-4)
 
     client = MlflowClient(tracking_uri)
     runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("aevae").experiment_id])}
-    assert set(runs) == {"evaluate", "evaluate/ae", "evaluate/vae"}
+    assert set(runs) == {"evaluate", *(f"evaluate/{name}" for name in expected)}
     assert all(r.info.status == "FINISHED" and r.data.tags["aevae.stage"] == "evaluate" for r in runs.values())
     assert runs["evaluate"].data.metrics == pytest.approx(metrics)
     for name in ("ae", "vae"):  # per-model runs share the metric names: one column per metric
@@ -188,3 +202,28 @@ def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoi
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path / "again")
     assert evaluate(cfg) == pytest.approx(metrics, rel=1e-6)
+
+
+def test_kl_per_dimension_sums_to_the_total_kl_and_active_units_count_varying_means():
+    generator = torch.Generator().manual_seed(0)
+    mu = torch.randn(500, 4, generator=generator) * torch.tensor([1.0, 0.5, 0.05, 0.0])
+    logvar = torch.randn(500, 4, generator=generator) * 0.1
+    per_dim = kl_per_dimension(mu, logvar)
+    assert per_dim.shape == (4,) and float(per_dim.sum()) == pytest.approx(float(gaussian_kl(mu, logvar).mean()), rel=1e-5)
+    assert active_units(mu) == 2  # variances 1, 0.25 above 0.01; 0.0025 and 0 below
+    assert most_active_dimensions(mu, 3).tolist() == [0, 1, 2]
+
+
+def test_pca_reconstruction_is_exact_at_full_rank_and_improves_with_components():
+    images = torch.rand(60, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    errors = [float((fit_pca(images, k, seed=0).reconstruct(images) - images).square().mean()) for k in (2, 8, 16)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-10
+    assert fit_pca(images, 2, seed=0).codes(images).shape == (60, 2)
+
+
+def test_corruption_is_seeded_and_at_its_level():
+    x = torch.full((200, 1, 8, 8), 0.5)
+    draw = lambda kind, level, seed: corrupt(x, kind, level, torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(draw("mask", 0.25, 1), draw("mask", 0.25, 1)) and not torch.equal(draw("mask", 0.25, 1), draw("mask", 0.25, 2))
+    assert float((draw("mask", 0.25, 1) == 0).float().mean()) == pytest.approx(0.25, abs=0.02)
+    assert float((draw("gaussian", 0.1, 1) - x).std()) == pytest.approx(0.1, rel=0.05)  # 0.5 +- 0.1 is rarely clipped

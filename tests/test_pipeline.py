@@ -1,69 +1,23 @@
-"""The real dvc.yaml, reproduced with `dvc repro` in a temporary git repository (tiny params)."""
+"""The real dvc.yaml, reproduced with `dvc repro` in a temporary git repository (tiny params;
+the `study` fixture of conftest.py)."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT
+from conftest import run_command as run
 
-TINY_PARAMS = {
-    "models.ae.epochs": 2,
-    "models.dae.epochs": 1,
-    "models.vae.epochs": 2,
-    "models.beta_vae.epochs": 1,
-    "evaluate.iw_samples": 8,
-    "anomaly.normal_classes": "0,1",
-    "anomaly.epochs": 1,
-    "probe.labels_per_class": "1,5",
-    "probe.repeats": 2,
-}
-OTHER_STAGES = {"prepare", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
+OTHER_STAGES = {"prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
 VAE_BRANCH = {"train@vae", "anomaly@vae", "evaluate", "probe", "report"}
 MODELS = ("ae", "dae", "vae", "beta_vae")
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
+# what DVC itself prints around the stages' own lines
+DVC_LINES = ("Running stage", "> ", "Updating lock file", "To track the changes", "To enable auto staging", "\tgit add", "\tdvc config", "Use `dvc push`")
 
 
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A git repository holding a copy of the project with tiny params, after one `dvc repro`."""
-    repo = tmp_path_factory.mktemp("study")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO_ROOT / name).is_file() and not name.startswith(("data/prepared/", "models/", "reports/")):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in TINY_PARAMS.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("AEVAE_RUN_GROUP", None)
-    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study"]):
-        run(args, repo, env)
-    first = run(["dvc", "repro"], repo, env)
-    return repo, env, first
 
 
 @pytest.mark.slow
@@ -93,6 +47,13 @@ def test_repro_runs_every_stage_and_writes_the_report(study):
 
 
 @pytest.mark.slow
+def test_repro_prints_at_most_two_lines_per_stage(study):
+    own = [line for line in study.output.splitlines() if line.strip() and not line.startswith(DVC_LINES)]
+    assert len(own) <= 2 * len(stages_run(study.output)), "\n".join(own)
+    assert not any("Traceback" in line or "class_0 done" in line for line in own)
+
+
+@pytest.mark.slow
 def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     repo, _, _ = study
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -101,13 +62,13 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     by_id = {r.info.run_id: r for r in runs}
     (pipeline,) = [r for r in runs if r.data.tags.get("aevae.role") == "parent"]
     stage_runs = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id}
-    assert set(stage_runs) == {*(f"train/{m}" for m in MODELS), *(f"anomaly/{m}" for m in MODELS), "evaluate", "probe", "report"}
+    assert set(stage_runs) == {*(f"train/{m}" for m in MODELS), *(f"anomaly/{m}" for m in MODELS), "classifier", "evaluate", "probe", "report"}
     for label in ("ae", "vae"):
         classes = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs[f"anomaly/{label}"].info.run_id)
         assert classes == [f"anomaly/{label}/class_0", f"anomaly/{label}/class_1"]
     per_model = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs["evaluate"].info.run_id]
-    assert sorted(r.info.run_name for r in per_model) == sorted(f"evaluate/{m}" for m in MODELS)
-    assert all("test/mse" in r.data.metrics for r in per_model)  # one column across models
+    assert sorted(r.info.run_name for r in per_model) == sorted(f"evaluate/{m}" for m in (*MODELS, "pca", "corrupted"))
+    assert all("denoise/gaussian/psnr" in r.data.metrics for r in per_model)  # one column across models
     children = [r for r in runs if r is not pipeline]
     assert all(r.data.tags.get("aevae.dvc_stage") and r.data.tags.get("mlflow.source.git.commit") for r in children)
     assert {r.data.tags["aevae.dataset"] for r in children} == {"digits"}
@@ -137,3 +98,19 @@ def test_a_vae_param_reruns_only_the_vae_branch(study):
     output = run(["dvc", "exp", "run", "-S", "models.vae.latent_dim=3"], repo, env)
     assert stages_run(output) == VAE_BRANCH
     assert "models.vae.latent_dim" in run(["dvc", "params", "diff"], repo, env)
+
+
+@pytest.mark.slow
+def test_every_use_has_its_number_in_dvc_metrics(study):
+    shown, _ = json.JSONDecoder().raw_decode(run(["dvc", "metrics", "show", "--json"], study.repo, study.env))
+    metrics = {key: value for file in shown[""]["data"].values() for key, value in file["data"].items()}
+    per_model = ["test/mse", "test/psnr", "test/fid", "denoise/gaussian/psnr", "denoise/mask/psnr"]
+    per_vae = ["test/nll_iwae", "gen/fid", "gen/classes_covered", "latent/kl", "latent/active_units"]
+    expected = [f"{m}/{key}" for m in (*MODELS, "pca") for key in per_model]
+    expected += [f"{m}/{key}" for m in ("vae", "beta_vae") for key in per_vae]
+    expected += [f"anomaly/{m}/auroc/mean" for m in (*MODELS, "pca")] + [f"probe/{m}/n5/acc_mean" for m in (*MODELS, "pca", "pixels")]
+    expected += ["anomaly/vae_iwae/auroc/mean", "corrupted/denoise/gaussian/psnr", "classifier/test/accuracy"]
+    missing = [key for key in expected if not isinstance(metrics.get(key), float)]
+    assert not missing, missing
+    summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
+    assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary

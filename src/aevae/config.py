@@ -18,6 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from aevae.errors import ConfigError
 from aevae.models import MODELS
 from aevae.models.base import require
+from aevae.models.classifier import ClassifierConfig
+from aevae.models.losses import Corruption
 from aevae.nets import NETS
 from aevae.sweeps import register_resolvers
 
@@ -133,6 +135,26 @@ class TrainConfig:
 
 
 @dataclass
+class ClassifierStageConfig:
+    data: DataConfig = MISSING
+    classifier: ClassifierConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING
+
+
+@dataclass
+class GenerationConfig:
+    classifier: Optional[str] = MISSING  # the classifier stage's checkpoint; null: no sample-quality numbers
+    samples: int = MISSING  # images drawn from each model's prior (and test images they are compared with)
+
+    def __post_init__(self) -> None:
+        require(self.samples >= 2, "generation.samples", f"must be >= 2 (a covariance needs two), got {self.samples}")
+
+
+@dataclass
 class PrepareConfig:
     data: DataConfig = MISSING
     output: str = MISSING  # the prepared split file to write
@@ -208,6 +230,9 @@ class EvaluateConfig:
     models: dict[str, str] = MISSING  # model name -> checkpoint
     likelihood: LikelihoodConfig = MISSING
     figures: FiguresConfig = MISSING
+    corruptions: dict[str, float] = MISSING  # denoising test sets: corruption kind -> level
+    generation: GenerationConfig = MISSING
+    pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the models' latent size
     device: str = MISSING  # torch device of the evaluation
     seed: int = MISSING
     output_dir: str = MISSING
@@ -215,6 +240,11 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         require(len(self.models) > 0, "models", "name at least one checkpoint to evaluate")
+        kinds = [kind.value for kind in Corruption if kind != Corruption.none]
+        for kind, level in self.corruptions.items():
+            require(kind in kinds, f"corruptions.{kind}", f"unknown corruption; choose from {kinds}")
+            require(0 < level < 1, f"corruptions.{kind}", f"the level must be in (0, 1), got {level}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
         require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
 
 
@@ -222,6 +252,7 @@ class EvaluateConfig:
 class AnomalyConfig(TrainConfig):
     normal_classes: list[int] = MISSING  # one model per class, trained on that class only
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
+    pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
     train_dir: str = MISSING  # the model of class c trains in <train_dir>/class_<c>
 
@@ -230,6 +261,7 @@ class AnomalyConfig(TrainConfig):
         _classes("normal_classes", self.normal_classes)
         require(self.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
         require(self.roc_points >= 2, "roc_points", f"must be >= 2, got {self.roc_points}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
 
 
 @dataclass
@@ -314,6 +346,7 @@ class ReportConfig:
 STAGE_SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "prepare": PrepareConfig,
+    "classifier": ClassifierStageConfig,
     "evaluate": EvaluateConfig,
     "anomaly": AnomalyConfig,
     "probe": ProbeConfig,

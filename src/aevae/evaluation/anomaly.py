@@ -4,9 +4,10 @@ from collections import defaultdict
 from statistics import mean
 
 import torch
-from sklearn.decomposition import PCA
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_roc
+
+from aevae.evaluation.pca import fit_pca
 
 
 def anomaly_targets(labels: Tensor, normal_class: int) -> Tensor:
@@ -38,9 +39,10 @@ def roc_points(scores: Tensor, targets: Tensor, max_points: int) -> tuple[Tensor
 
 
 def pca_scores(train_images: Tensor, test_images: Tensor, n_components: int, seed: int) -> Tensor:
-    """Squared reconstruction error per test image of a PCA fitted on `train_images`."""
-    train, test = train_images.flatten(1).double().cpu().numpy(), test_images.flatten(1).double().cpu().numpy()
-    pca = PCA(n_components=n_components, random_state=seed).fit(train)
+    """Squared reconstruction error per test image of a PCA fitted on `train_images` (without
+    clipping: the error of the linear projection itself), float64 (N,)."""
+    pca = fit_pca(train_images, n_components, seed).pca
+    test = test_images.flatten(1).double().cpu().numpy()
     recon = pca.inverse_transform(pca.transform(test))
     return torch.from_numpy(((test - recon) ** 2).sum(1))
 

@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 
 from aevae.evaluation.batches import map_batches
-from aevae.plots import save_image_rows, save_latent_map
 from aevae.evaluation.latent import interpolate, project_2d, traverse
+from aevae.evaluation.latent_stats import most_active_dimensions
 from aevae.models import BaseAutoencoder
 from aevae.models.losses import corrupt
+from aevae.plots import save_image_rows, save_latent_map
 
 Grid = tuple[list[Tensor], list[str]]  # rows of images (N, C, H, W) and their titles
 
@@ -54,9 +55,10 @@ def interpolation_grid(model: BaseAutoencoder, images: Tensor, codes: Tensor, cf
 
 def traversal_grid(model: BaseAutoencoder, images: Tensor, codes: Tensor, cfg: Any) -> Grid:
     """One latent dimension varied per row, the others fixed at the first test image's code; the
-    dimensions that vary most over the test set come first (collapsed ones would show nothing)."""
+    dimensions whose codes vary most over the test set come first (the most active units; collapsed
+    ones would show nothing)."""
     spread = codes.std(0)
-    dims = spread.argsort(descending=True)[: cfg.traversal_dims]
+    dims = most_active_dimensions(codes, cfg.traversal_dims)
     paths = traverse(codes[0], dims, spread, cfg.traversal_steps, cfg.traversal_range)
     return _decode_rows(model, paths), [f"z{d}" for d in dims.tolist()]
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from aevae.errors import ConfigError
 from aevae.evaluation.batches import map_batches
+from aevae.evaluation.pca import fit_pca
 from aevae.models import BaseAutoencoder
 
 ALL_LABELS = "all"
@@ -76,8 +76,8 @@ def embed_images(model: BaseAutoencoder, images: Tensor, batch_size: int) -> np.
 
 def pca_features(train_images: Tensor, test_images: Tensor, n_components: int, seed: int) -> FeaturePair:
     """Projections on the first `n_components` principal components of the training images."""
-    pca = PCA(n_components=n_components, random_state=seed).fit(train_images.flatten(1).numpy())
-    return pca.transform(train_images.flatten(1).numpy()), pca.transform(test_images.flatten(1).numpy())
+    pca = fit_pca(train_images, n_components, seed)
+    return pca.codes(train_images), pca.codes(test_images)
 
 
 def probe_features(

@@ -49,12 +49,15 @@ def squared_error(prediction: Tensor, target: Tensor) -> Tensor:
     return (prediction - target).square().flatten(1).mean(1)
 
 
-def corrupt(x: Tensor, kind: str, level: float) -> Tensor:
-    """Corrupt inputs for a denoising model: additive gaussian noise or random pixel masking."""
+def corrupt(x: Tensor, kind: str, level: float, generator: torch.Generator | None = None) -> Tensor:
+    """Corrupt inputs: additive gaussian noise of std `level` (clipped to [0, 1]) or a random
+    fraction `level` of pixels set to 0. `generator` makes the corruption reproducible."""
     if kind == "none" or level == 0:
         return x
     if kind == "gaussian":
-        return (x + level * torch.randn_like(x)).clamp(0.0, 1.0)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + level * noise).clamp(0.0, 1.0)
     if kind == "mask":
-        return x * (torch.rand_like(x) >= level).to(x.dtype)
+        keep = torch.rand(x.shape, generator=generator, device=x.device) >= level
+        return x * keep.to(x.dtype)
     raise ValueError(f"unknown corruption {kind!r}")

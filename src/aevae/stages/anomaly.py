@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             train.run(class_cfg, parent=stage_run.run_id)
             model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
             scores = anomaly_scores(model, test_images, cfg)
-            scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, cfg.model.latent_dim, cfg.seed)
+            scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, cfg.pca_components or cfg.model.latent_dim, cfg.seed)
             class_metrics, class_curves = class_results(scores, anomaly_targets(test_labels, normal_class), normal_class, cfg.roc_points)
             metrics |= class_metrics
             curves += class_curves

@@ -2,6 +2,7 @@
 
 import copy
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,23 @@ from aevae.errors import DataError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
+from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior_mean_variance
+from aevae.evaluation.pca import fit_pca
+from aevae.evaluation.probe import resolve_pca_components
 from aevae.evaluation.reconstruction import reconstruction_metrics
-from aevae.io import write_json
+from aevae.evaluation.sample_quality import class_histogram, coverage, frechet_distance
+from aevae.io import write_csv, write_json
 from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
-from aevae.stages.common import open_stage_run, print_summary
+from aevae.models.classifier import N_CLASSES, DigitClassifier, load_classifier
+from aevae.models.losses import corrupt
+from aevae.stages.common import open_stage_run, params_of, print_summary
 
 log = logging.getLogger(__name__)
 
 # Data settings that define what a likelihood is measured on: a checkpoint's record overrides the config.
 PROTOCOL_KEYS = ("binarize", "threshold")
 DATAMODULE_HPARAMS = "datamodule_hyper_parameters"
+DENOISING_METRICS = ("psnr", "ssim")
 
 
 def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
@@ -44,25 +52,71 @@ def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
     return resolved
 
 
-def held_out_images(splits: Splits, data_cfg: Any, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The test images and labels after the configured binarization, on `device`."""
+def split_images(splits: Splits, data_cfg: Any, seed: int, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
+    """Train and test images and labels after the configured binarization, on `device`."""
     datamodule = InMemoryDataModule(splits, data_cfg, seed=seed)
     datamodule.setup()
-    images, labels = datamodule.tensors["test"]
-    return images.to(device), labels.to(device)
+    return {split: (images.to(device), labels.to(device)) for split, (images, labels) in datamodule.tensors.items() if split != "val"}
 
 
-def model_metrics(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:
-    """Reconstruction metrics of any model; test ELBO and IS estimate of -log p(x) of a VAE
-    (log-weights summed in fp32: bf16 would lose the nats these sums are compared in)."""
-    recon = map_batches(model.reconstruct, images, cfg.data.eval_batch_size)
-    metrics = reconstruction_metrics(recon, images, cfg.data.eval_batch_size)
-    if isinstance(model, VariationalAutoencoder):
-        generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
-        bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
-        metrics["elbo"] = float(bounds["elbo"].mean())
-        metrics["nll_iwae"] = float(-bounds["log_px"].mean())
+def corrupted_sets(images: Tensor, corruptions: Mapping[str, float], seed: int) -> dict[str, Tensor]:
+    """Each denoising test set: the images corrupted once, by a draw seeded per kind."""
+    generator = torch.Generator(device=images.device)
+    return {kind: corrupt(images, kind, level, generator.manual_seed(seed)) for kind, level in corruptions.items()}
+
+
+def restoration_metrics(restore: Callable[[Tensor], Tensor], clean: Tensor, corrupted: Mapping[str, Tensor], batch_size: int) -> dict[str, float]:
+    """`test/<metric>` of `restore(clean)` and `denoise/<kind>/<psnr|ssim>` of `restore(corrupted)`,
+    both against the clean images: the same numbers for a model and for a baseline."""
+    restored = reconstruction_metrics(map_batches(restore, clean, batch_size), clean, batch_size)
+    metrics = {f"test/{key}": value for key, value in restored.items()}
+    for kind, images in corrupted.items():
+        quality = reconstruction_metrics(map_batches(restore, images, batch_size), clean, batch_size)
+        metrics |= {f"denoise/{kind}/{key}": quality[key] for key in DENOISING_METRICS}
     return metrics
+
+
+@torch.no_grad()
+def posterior(model: VariationalAutoencoder, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Posterior means and log-variances of `images`, (N, D) each."""
+    mu, logvar = zip(*(model.encode(batch) for batch in images.split(batch_size)))
+    return torch.cat(mu), torch.cat(logvar)
+
+
+def likelihood_metrics(model: VariationalAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:
+    """Test ELBO and IS estimate of -log p(x) (log-weights summed in fp32: bf16 would lose the nats
+    these sums are compared in), and how the posterior uses the latent space: its mean KL and
+    the number of active units (Burda et al. 2015)."""
+    generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
+    bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
+    mu, logvar = posterior(model, images, cfg.data.eval_batch_size)
+    return {
+        "test/elbo": float(bounds["elbo"].mean()),
+        "test/nll_iwae": float(-bounds["log_px"].mean()),
+        "latent/kl": float(kl_per_dimension(mu, logvar).sum()),
+        "latent/active_units": float(active_units(mu)),
+    }
+
+
+def generation_metrics(model: BaseAutoencoder | None, restore: Callable[[Tensor], Tensor], classifier: DigitClassifier, real: Tensor, cfg: Any) -> dict[str, float]:
+    """In the classifier's feature space: `test/fid` of the reconstructions of `real` (a reference
+    point); for a model with a prior, `gen/fid` of as many samples and their class coverage."""
+    batch_size = cfg.data.eval_batch_size
+    metrics = {"test/fid": frechet_distance(classifier, real, map_batches(restore, real, batch_size), batch_size)}
+    if isinstance(model, VariationalAutoencoder):
+        torch.manual_seed(cfg.seed)
+        samples = torch.cat([model.sample(len(batch)) for batch in real.split(batch_size)])
+        metrics["gen/fid"] = frechet_distance(classifier, real, samples, batch_size)
+        histogram = class_histogram(classifier.predict, samples, batch_size, N_CLASSES)
+        metrics |= {f"gen/{key}": value for key, value in coverage(histogram).items()}
+    return metrics
+
+
+def latent_rows(name: str, model: VariationalAutoencoder, images: Tensor, batch_size: int) -> list[dict[str, Any]]:
+    """One row per latent dimension: its mean KL (nats) and the variance of its posterior mean."""
+    mu, logvar = posterior(model, images, batch_size)
+    kl, variance = kl_per_dimension(mu, logvar), posterior_mean_variance(mu)
+    return [{"model": name, "dim": d, "kl": f"{float(kl[d]):.6g}", "mean_variance": f"{float(variance[d]):.6g}"} for d in range(len(kl))]
 
 
 def protocol(model: BaseAutoencoder, checkpoint: str, data_cfg: Any, n_test: int, cfg: Any) -> dict[str, Any]:
@@ -76,35 +130,71 @@ def protocol(model: BaseAutoencoder, checkpoint: str, data_cfg: Any, n_test: int
 
 
 def run(cfg: Any) -> dict[str, float]:
-    """Evaluate every checkpoint of `cfg.models` on the test split; write `metrics.json`
-    (`<model>/test/<metric>`), `protocol.json` and `figures/<model>_<kind>.png` under
-    `cfg.output_dir`. MLflow: the stage's run, and one run per model nested under it that logs
-    `test/<metric>` (one column per metric across models). Returns the metrics."""
+    """Evaluate every checkpoint of `cfg.models` on the test split beside two baselines: `pca` (a
+    PCA of the models' latent size) and `corrupted` (the denoising inputs as they are). Writes
+    `metrics.json` (`<name>/test/<metric>`, `<name>/denoise/<kind>/<metric>`, `<name>/latent/<stat>`,
+    and with `generation.classifier` `<name>/gen/<metric>` of prior samples),
+    `protocol.json`, `latent_kl.csv` and `figures/<model>_<kind>.png` under `cfg.output_dir`.
+    MLflow: the stage's run, and one run per model and baseline nested under it that logs the
+    metrics without the name (one column per metric across models). Returns the metrics."""
     validate(cfg)
     device = check_device("device", cfg.device)
     for checkpoint in cfg.models.values():
         if not Path(checkpoint).is_file():
             raise DataError(f"{checkpoint}: checkpoint not found (train the model first)")
     splits = load_or_prepare(cfg.data)
-    output_dir = Path(cfg.output_dir)
-    metrics: dict[str, float] = {}
+    models = {name: load_model(checkpoint, map_location=device) for name, checkpoint in cfg.models.items()}
+    for name, model in models.items():
+        if model.image_shape != splits.image_shape:
+            raise DataError(f"{cfg.models[name]}: model expects images {model.image_shape}, data has {splits.image_shape}")
+    classifier = None
+    if cfg.generation.classifier:
+        if not Path(cfg.generation.classifier).is_file():
+            raise DataError(f"generation.classifier: {cfg.generation.classifier} not found (run the classifier stage first)")
+        classifier = load_classifier(cfg.generation.classifier, map_location=device)
+    n_components = resolve_pca_components(cfg.pca_components, models)
+    output_dir, batch_size = Path(cfg.output_dir), cfg.data.eval_batch_size
+    results: dict[str, dict[str, float]] = {}
     protocols: dict[str, Any] = {}
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as stage_run:
-        for name, checkpoint in cfg.models.items():
-            model = load_model(checkpoint, map_location=device)
-            if model.image_shape != splits.image_shape:
-                raise DataError(f"{checkpoint}: model expects images {model.image_shape}, data has {splits.image_shape}")
-            data_cfg = data_config_for(checkpoint, cfg.data)
-            images, labels = held_out_images(splits, data_cfg, cfg.seed, device)
-            model_results = {f"test/{key}": value for key, value in model_metrics(model, images, cfg).items()}
-            metrics |= {f"{name}/{key}": value for key, value in model_results.items()}
-            protocols[name] = protocol(model, checkpoint, data_cfg, len(images), cfg)
-            figures = save_model_figures(model, images, labels, cfg.figures, output_dir / "figures", name, batch_size=cfg.data.eval_batch_size, seed=cfg.seed)
+    latent_table: list[dict[str, Any]] = []
+    figures: dict[str, list[Path]] = {}
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params_of(cfg) | {"pca_components": n_components}) as stage_run:
+        for name, model in models.items():
+            data_cfg = data_config_for(cfg.models[name], cfg.data)
+            images, labels = split_images(splits, data_cfg, cfg.seed, device)["test"]
+            results[name] = restoration_metrics(model.reconstruct, images, corrupted_sets(images, cfg.corruptions, cfg.seed), batch_size)
+            if isinstance(model, VariationalAutoencoder):
+                results[name] |= likelihood_metrics(model, images, cfg)
+                latent_table += latent_rows(name, model, images, batch_size)
+            if classifier is not None:
+                results[name] |= generation_metrics(model, model.reconstruct, classifier, images[: cfg.generation.samples], cfg)
+            protocols[name] = protocol(model, cfg.models[name], data_cfg, len(images), cfg)
+            figures[name] = save_model_figures(model, images, labels, cfg.figures, output_dir / "figures", name, batch_size=batch_size, seed=cfg.seed)
+        data = split_images(splits, cfg.data, cfg.seed, device)
+        (train_images, _), (test_images, _) = data["train"], data["test"]
+        corrupted = corrupted_sets(test_images, cfg.corruptions, cfg.seed)
+        pca = fit_pca(train_images, n_components, cfg.seed)
+        results["pca"] = restoration_metrics(pca.reconstruct, test_images, corrupted, batch_size)
+        if classifier is not None:
+            results["pca"] |= generation_metrics(None, pca.reconstruct, classifier, test_images[: cfg.generation.samples], cfg)
+        results["corrupted"] = {
+            f"denoise/{kind}/{key}": value
+            for kind, images in corrupted.items()
+            for key, value in reconstruction_metrics(images, test_images, batch_size).items()
+            if key in DENOISING_METRICS
+        }
+        protocols["baselines"] = {"pca_components": n_components, "corruptions": dict(cfg.corruptions), "n_test": len(test_images)}
+        for name, named_results in results.items():
             with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=name, parent=stage_run.run_id) as model_run:
-                model_run.log_metrics(model_results)
-                for figure in figures:
+                model_run.log_metrics(named_results)
+                for figure in figures.get(name, []):
                     model_run.log_artifact(figure, "figures")
-        outputs = [write_json(output_dir / "metrics.json", metrics), write_json(output_dir / "protocol.json", protocols)]
+        metrics = {f"{name}/{key}": value for name, named_results in results.items() for key, value in named_results.items()}
+        outputs = [
+            write_json(output_dir / "metrics.json", metrics),
+            write_json(output_dir / "protocol.json", protocols),
+            write_csv(output_dir / "latent_kl.csv", latent_table),
+        ]
         stage_run.log_metrics(metrics)
         for path in outputs:
             stage_run.log_artifact(path)

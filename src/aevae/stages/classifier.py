@@ -1,0 +1,44 @@
+"""The classifier stage: the digit classifier that judges generated images (sample quality),
+trained once on the training split; its test accuracy says how far its judgement can be trusted."""
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from aevae import tracking
+from aevae.config import validate
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.devices import check_accelerator
+from aevae.io import write_json
+from aevae.models.classifier import DigitClassifier
+from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.train import build_trainer
+
+CHECKPOINT = "best"  # <output_dir>/checkpoints/best.ckpt: the epoch of the best validation accuracy
+
+
+def run(cfg: Any) -> dict[str, float]:
+    """Train the classifier of `cfg`; write `checkpoints/best.ckpt` and `metrics.json`
+    (`classifier/val/accuracy`, `classifier/test/accuracy`) under `cfg.output_dir`."""
+    validate(cfg)
+    check_accelerator(cfg.trainer.accelerator)
+    output_dir = Path(cfg.output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    splits = load_or_prepare(cfg.data)
+    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+    model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape))
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
+        checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
+        trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint])
+        trainer.fit(model, datamodule=datamodule)
+        (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)
+        metrics = {
+            "classifier/val/accuracy": float(checkpoint.best_model_score),
+            "classifier/test/accuracy": float(tested["test/accuracy"]),
+        }
+        mlflow_run.log_metrics(metrics)
+        mlflow_run.log_artifact(write_json(output_dir / "metrics.json", metrics))
+    print_summary(f"{cfg.stage} done", metrics, output_dir, mlflow_run)
+    return metrics
