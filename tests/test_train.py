@@ -71,3 +71,12 @@ def test_training_improves_the_elbo(make_config):
     column = rows[0].index("val/elbo")
     elbos = [float(row[column]) for row in rows[1:]]
     assert len(elbos) == 3 and elbos[-1] > elbos[0]
+
+
+def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
+    from aevae.callbacks import loss_drop_per_epoch
+
+    assert loss_drop_per_epoch([10.0]) == 0.0
+    assert loss_drop_per_epoch([10.0, 8.0]) == 2.0
+    assert loss_drop_per_epoch([20.0, 10.0, 7.0, 6.0, 6.0]) == pytest.approx(4.0 / 3)  # the last 3 epochs
+    assert loss_drop_per_epoch([5.0, 5.0, 5.0, 5.5]) < 0  # rising again

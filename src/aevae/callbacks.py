@@ -17,6 +17,18 @@ from aevae.plots import save_image_rows
 N_FIGURE_IMAGES = 10
 
 
+PLATEAU_EPOCHS = 3  # whether validation loss has levelled off is judged over the last epochs
+
+
+def loss_drop_per_epoch(losses: list[float], window: int = PLATEAU_EPOCHS) -> float:
+    """How much the loss fell per epoch over the last `window` epochs (over all of them when
+    there are fewer); 0 for a single epoch. Near 0: levelled off; positive: still falling."""
+    if len(losses) < 2:
+        return 0.0
+    span = min(window, len(losses) - 1)
+    return (losses[-1 - span] - losses[-1]) / span
+
+
 class ReseedEachEpoch(L.Callback):
     """Seed torch's RNG with (seed, epoch) at every epoch start.
 
@@ -80,6 +92,7 @@ class FitOutputs(L.Callback):
         metrics["best/val_loss"] = float(best) if best is not None else float("nan")
         metrics["epochs"] = float(trainer.current_epoch)
         history = next(callback for callback in trainer.callbacks if isinstance(callback, EpochHistory))
+        metrics["val/loss_drop_per_epoch"] = loss_drop_per_epoch([row["val/loss"] for row in history.rows if "val/loss" in row])
         images = trainer.datamodule.split("test")[0][:N_FIGURE_IMAGES].to(pl_module.device)
         with torch.no_grad():
             recon = pl_module.eval().reconstruct(images)
