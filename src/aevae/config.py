@@ -180,6 +180,7 @@ class ProbeConfig:
     labels_per_class: list[int] = MISSING  # label budgets, class-balanced subsets of train
     all_labels: bool = MISSING  # also probe with every training label
     repeats: int = MISSING  # subsets per budget, drawn with seeds seed .. seed + repeats - 1
+    device: str = MISSING  # torch device of the embedding (the fits run on the CPU)
     seed: int = MISSING
     logreg: LogRegConfig = MISSING
     output_dir: str = MISSING

@@ -5,8 +5,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.probe import (
     ALL_LABELS,
@@ -27,13 +30,13 @@ from aevae.stages.common import open_stage_run, params_of, print_summary
 log = logging.getLogger(__name__)
 
 
-def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int]) -> dict[str, BaseAutoencoder]:
-    """The trained models named in config, checked to match the data's image shape."""
+def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int], device: torch.device) -> dict[str, BaseAutoencoder]:
+    """The trained models named in config on `device`, checked to match the data's image shape."""
     models = {}
     for name, path in checkpoints.items():
         if not Path(path).is_file():
             raise DataError(f"models.{name}: checkpoint {path} not found (run the train stage first)")
-        model = load_model(path)
+        model = load_model(path, map_location=device)
         if tuple(model.image_shape) != tuple(image_shape):
             raise DataError(f"models.{name}: {path} was trained on images of shape {model.image_shape}, the data has {tuple(image_shape)}")
         models[name] = model
@@ -45,6 +48,7 @@ def run(cfg: Any) -> dict[str, float]:
     (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
     under `cfg.output_dir`, and log metrics and files to MLflow. Returns the metrics."""
     validate(cfg)
+    device = check_device("device", cfg.device)
     splits = load_or_prepare(cfg.data)
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
@@ -52,7 +56,7 @@ def run(cfg: Any) -> dict[str, float]:
     test_images, test_labels = datamodule.tensors["test"]
     budgets = label_budgets(cfg.labels_per_class, cfg.all_labels)
     check_budgets(train_labels.numpy(), budgets)
-    models = load_probed_models(cfg.models, splits.image_shape)
+    models = load_probed_models(cfg.models, splits.image_shape, device)
     baselines = [str(baseline) for baseline in cfg.baselines]  # StrEnum: the value
     n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in baselines else None
 
