@@ -73,19 +73,32 @@ def test_invalid_value_names_the_key(make_config, override, key):
 
 
 @pytest.mark.parametrize(
-    ("override", "named"),
+    ("script", "override", "named"),
     [
-        ("model.latnt_dim=3", "latnt_dim"),  # typo
-        ("model.lr=abc", "model.lr=abc"),  # wrong type
-        ("model.latent_dim=-2", "model.latent_dim"),  # bad value
-        ("model=foo", "model/foo"),  # bad choice of a config group
-        ("model.likelihood=poisson", "poisson"),  # bad choice of an Enum field
-        ("+model.foo=1", "foo"),  # appended unknown key
+        ("train", "model.latnt_dim=3", "latnt_dim"),  # typo
+        ("train", "model.lr=abc", "model.lr=abc"),  # wrong type
+        ("train", "model.latent_dim=-2", "model.latent_dim"),  # bad value
+        ("train", "model=foo", "Could not find 'model/foo' Available options in 'model': ae, "),  # bad choice of a config group
+        ("train", "net=foo", "Available options in 'net': conv, mlp"),
+        ("train", "model.likelihood=poisson", "poisson"),  # bad choice of an Enum field
+        ("train", "+model.foo=1", "foo"),  # appended unknown key
+        ("anomaly", "model.latnt_dim=3", "latnt_dim"),
+        ("anomaly", "roc_points=abc", "roc_points=abc"),
+        ("anomaly", "normal_classes=[12]", "normal_classes"),
+        ("anomaly", "model.corruption=blur", "blur"),
+        ("evaluate", "figures.n_image=3", "n_image"),
+        ("evaluate", "likelihood.batch_size=many", "likelihood.batch_size=many"),
+        ("evaluate", "likelihood.samples=-1", "likelihood.samples"),
+        ("evaluate", "data=foo", "Available options in 'data': digits, mnist"),
+        ("probe", "logreg.c=1", "'c'"),
+        ("probe", "logreg.C=abc", "logreg.C=abc"),
+        ("probe", "repeats=0", "repeats"),
+        ("probe", "baselines=[pixels,hog]", "hog"),  # an Enum in a list
     ],
 )
-def test_cli_bad_override_is_one_line_and_exit_2(tmp_path, override, named):
+def test_cli_bad_override_is_one_line_and_exit_2(tmp_path, script, override, named):
     result = subprocess.run(
-        [sys.executable, "pipelines/train.py", override, "logger=none", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path}/h"],
+        [sys.executable, f"pipelines/{script}.py", override, "logger=none", f"output_dir={tmp_path}/out", f"hydra.run.dir={tmp_path}/h"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -94,4 +107,5 @@ def test_cli_bad_override_is_one_line_and_exit_2(tmp_path, override, named):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    assert result.stdout == ""
+    assert not (tmp_path / "out").exists()  # no work started

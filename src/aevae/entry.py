@@ -1,6 +1,7 @@
 """The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
 mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from aevae.logs import quiet_libraries
 
 EXIT_USER_ERROR = 2
 SWEEP_FLAGS = ("-m", "--multirun")
+# Hydra lists a config group's options one per line, indented, after this header
+GROUP_OPTIONS = re.compile(r"^(Available options in '[^']+':)\n((?:\t.*\n?)*)", re.MULTILINE)
 
 
 def fail(message: str) -> None:
@@ -25,11 +28,21 @@ def fail(message: str) -> None:
     raise SystemExit(EXIT_USER_ERROR)
 
 
+def group_options(message: str) -> str:
+    """Hydra's list of a group's options on the header's line: `...: ae, dae, vae` (schemas left out)."""
+
+    def joined(match: re.Match) -> str:
+        options = [option for option in match.group(2).split() if not option.endswith("_schema")]
+        return f"{match.group(1)} {', '.join(options)}\n"
+
+    return GROUP_OPTIONS.sub(joined, message)
+
+
 def hydra_message(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, as one line that names the key or option."""
     lines = []
     while exc is not None:
-        lines += [line.strip() for line in str(exc).splitlines() if line.strip()]
+        lines += [line.strip() for line in group_options(str(exc)).splitlines() if line.strip()]
         exc = exc.__cause__
     wanted = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type=", "Error merging override", "Could not override"))]
     overrides = [line for line in lines if line.startswith(("Could not override", "Error merging override"))]

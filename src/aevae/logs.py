@@ -1,11 +1,14 @@
 """What a run prints: the libraries' set-up chatter and known-harmless warnings are silenced, so
-that what remains (the stage summaries, real warnings, errors) is what a user needs."""
+that what remains (the stage summaries, real warnings, errors) is what a user needs. Under
+`dvc repro` the stages' own INFO lines (one per anomaly class, the probe's table) are silenced
+too: each stage prints its two-line summary, and the tables are in the report."""
 
 import logging
 import os
 import warnings
 
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic")
+QUIET_UNDER_DVC = ("aevae.stages",)  # progress lines and tables; warnings still show
 HARMLESS_WARNINGS = (
     ".*LeafSpec.*",  # a deprecation inside Lightning's own code
     ".*litlogger.*",  # Lightning's advertisement of its hosted logger
@@ -17,10 +20,12 @@ HARMLESS_WARNINGS = (
 
 
 def quiet_libraries() -> None:
-    """Raise the libraries' loggers to WARNING and ignore the harmless warnings (in this process;
-    Lightning's spawned ranks call it again from `callbacks.FitOutputs.setup`)."""
+    """Raise the libraries' loggers (under DVC, the stages' too) to WARNING and ignore the
+    harmless warnings (in this process; Lightning's spawned ranks call it again from
+    `callbacks.FitOutputs.setup`)."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level when imported
-    for name in QUIET_LOGGERS:
+    quiet = QUIET_LOGGERS + (QUIET_UNDER_DVC if os.environ.get("DVC_STAGE") else ())
+    for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from aevae import tracking
 from aevae.workspace import project_root
 
-log = logging.getLogger("aevae")
+log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
 
@@ -75,11 +75,22 @@ def open_stage_run(
         yield run
 
 
+def headline(metrics: Mapping[str, float]) -> str:
+    """`name value, ...` of the first metrics by name (training's `best/` and `epochs` last)."""
+    names = sorted(metrics, key=lambda name: (name.startswith(("best/", "epochs")), name))[:HEADLINE_METRICS]
+    return ", ".join(f"{name} {metrics[name]:.4g}" for name in names)
+
+
 def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run) -> None:
-    """A stage's closing lines: headline metrics, where its outputs are, its MLflow run."""
-    headline = sorted(metrics, key=lambda name: (name.startswith(("best/", "epochs")), name))[:HEADLINE_METRICS]
-    shown = ", ".join(f"{name} {metrics[name]:.4g}" for name in headline)
-    lines = [f"{title}: {shown}" if shown else title, f"  outputs: {output}"]
+    """A stage's two closing lines: its headline metrics; where its outputs and MLflow run are."""
+    shown = headline(metrics)
+    where = f"  outputs: {output}"
     if run.run_id:
-        lines.append(f"  MLflow run {run.run_id}; runs table: {run.runs_url()}")
-    print("\n".join(lines), flush=True)
+        where += f"; MLflow run {run.run_id}, runs table {run.runs_url()}"
+    print(f"{title}: {shown}" if shown else title, where, sep="\n", flush=True)
+
+
+def log_summary(title: str, metrics: Mapping[str, float]) -> None:
+    """One INFO line for a run nested in a stage (a class of the anomaly stage): progress when
+    run by hand; silenced under `dvc repro` (`aevae.logs`), where the stage's summary is enough."""
+    log.info("%s: %s", title, headline(metrics))

@@ -19,7 +19,7 @@ from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
 from aevae.models import build_model
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 
 
 def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback]) -> L.Trainer:
@@ -62,5 +62,9 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         if not metrics_file.exists():  # resumed after the last epoch: validate to write the outputs
             trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics = json.loads(metrics_file.read_text())
-    print_summary(f"{cfg.stage}/{cfg.model.label} done", metrics, output_dir, mlflow_run)
+    title = f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} done"
+    if parent is None:
+        print_summary(title, metrics, output_dir, mlflow_run)
+    else:  # one of a stage's runs (an anomaly class): the stage prints the summary
+        log_summary(title, metrics)
     return metrics
