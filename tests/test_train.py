@@ -80,3 +80,24 @@ def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
     assert loss_drop_per_epoch([10.0, 8.0]) == 2.0
     assert loss_drop_per_epoch([20.0, 10.0, 7.0, 6.0, 6.0]) == pytest.approx(4.0 / 3)  # the last 3 epochs
     assert loss_drop_per_epoch([5.0, 5.0, 5.0, 5.5]) < 0  # rising again
+
+
+def test_checkpoints_are_the_same_bytes_wherever_the_run_lives(tmp_path):
+    """DVC hashes the checkpoint directory: two runs of one config in different directories (two
+    clones) must write identical files, with no absolute path or MLflow run id inside."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    def run_in(where):
+        args = [sys.executable, str(REPO_ROOT / "pipelines/train.py"), *TINY, "model=vae", "logger=none", "output_dir=out", "hydra.run.dir=hydra"]
+        where.mkdir()
+        result = subprocess.run(args, cwd=where, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return {p.name: p.read_bytes() for p in sorted((where / "out" / "checkpoints").iterdir())}
+
+    first, second = run_in(tmp_path / "clone_a"), run_in(tmp_path / "clone_b")
+    assert set(first) == {"best.ckpt", "last.ckpt", "run.json"}
+    assert first == second
+    assert b"clone_a" not in first["last.ckpt"] and json.loads(first["run.json"])["mlflow_run_id"] is None

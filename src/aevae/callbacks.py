@@ -1,6 +1,7 @@
 """Lightning callbacks of the training loop: per-epoch reseeding, the epoch history, and the
 outputs written on rank 0 when fitting ends (so any strategy, `ddp_spawn` included, writes them)."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,29 @@ def loss_drop_per_epoch(losses: list[float], window: int = PLATEAU_EPOCHS) -> fl
         return 0.0
     span = min(window, len(losses) - 1)
     return (losses[-1 - span] - losses[-1]) / span
+
+
+class RelocatableCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose saved state holds its paths relative to its directory, so that a
+    checkpoint's bytes do not depend on where the project is checked out (DVC hashes them).
+    Loading makes them absolute again, so resuming keeps the best model's path and score."""
+
+    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        relative = lambda path: os.path.relpath(path, self.dirpath) if path else path  # noqa: E731
+        return state | {key: relative(state[key]) for key in self.PATH_KEYS} | {
+            "dirpath": ".",
+            "best_k_models": {relative(path): score for path, score in state["best_k_models"].items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        absolute = lambda path: os.path.join(self.dirpath, path) if path else path  # noqa: E731
+        state = dict(state_dict) | {key: absolute(state_dict.get(key, "")) for key in self.PATH_KEYS}
+        state["dirpath"] = self.dirpath
+        state["best_k_models"] = {absolute(path): score for path, score in state_dict.get("best_k_models", {}).items()}
+        super().load_state_dict(state)
 
 
 class ReseedEachEpoch(L.Callback):
@@ -102,7 +126,8 @@ class FitOutputs(L.Callback):
             write_atomic(self.output_dir / "config.yaml", lambda tmp: tmp.write_text(self.config_yaml)),
             save_image_rows([images, recon], ["input", "recon"], self.output_dir / "reconstructions.png", title=f"{pl_module.cfg.label} reconstructions"),
         ]
-        resume.record_run(self.output_dir / "checkpoints", self.fingerprint, self.run_id, finished=True)
+        # a finished record names no MLflow run: the checkpoint directory's bytes depend on the inputs only
+        resume.record_run(self.output_dir / "checkpoints", self.fingerprint, None, finished=True)
         if trainer.logger and hasattr(trainer.logger, "run_id"):
             for path in paths:
                 trainer.logger.experiment.log_artifact(trainer.logger.run_id, str(path))

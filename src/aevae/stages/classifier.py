@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from aevae import tracking
+from aevae.callbacks import RelocatableCheckpoint
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
@@ -30,7 +30,7 @@ def run(cfg: Any) -> dict[str, float]:
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape))
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
-        checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
+        checkpoint = RelocatableCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
         trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint])
         trainer.fit(model, datamodule=datamodule)
         (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)

@@ -10,11 +10,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import OmegaConf
 
 from aevae import resume, tracking
-from aevae.callbacks import EpochHistory, FitOutputs, ReseedEachEpoch
+from aevae.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
@@ -51,7 +51,7 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
 
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent, run_id=run_id) as mlflow_run:
         callbacks = [
-            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
+            RelocatableCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
             EpochHistory(),
             ReseedEachEpoch(cfg.seed),
             FitOutputs(output_dir, OmegaConf.to_yaml(params_of(cfg)), fingerprint, mlflow_run.run_id),
