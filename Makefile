@@ -2,9 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
+# `make remote`: the directory that `dvc push` fills and `dvc pull` reads (for a team: a shared file system)
+DVC_STORE ?= ../aevae-dvc-store
+# `make exps`: the columns of `dvc exp show` to keep (a regular expression over the column names)
+EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|^vae/test/nll_iwae|^vae/gen/fid|^probe/vae/n10/acc_mean|^anomaly/vae/auroc/mean
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
-.PHONY: setup repro test bench ui
+.PHONY: setup repro remote exps test bench ui
 
 setup: $(VENV)/.installed
 
@@ -16,6 +20,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 repro: setup
 	$(VENV)/bin/dvc repro
+
+remote: setup
+	$(VENV)/bin/dvc remote add --default --force store $(DVC_STORE)
+
+exps: setup
+	$(VENV)/bin/dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
 
 test: setup
 	$(PY) -m pytest

@@ -6,6 +6,7 @@ run, sweep parents, and training runs (Lightning's `MLFlowLogger` attaches to th
 
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -69,16 +70,47 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a SQLite store keeps artifacts: beside the database file (`mlartifacts/`), not in the
+    working directory; None (the server's choice) for other stores."""
+    return (Path(uri.removeprefix(SQLITE)).parent / "mlartifacts").as_uri() if uri.startswith(SQLITE) else None
+
+
+def create_sqlite_store(uri: str) -> None:
+    """Create a missing SQLite store whole: the schema is built in a draft file beside it, which is
+    then hard-linked into place, so processes that start together (parallel sweep jobs, queued DVC
+    experiments) never build the tables at once; a process that loses the race drops its draft."""
+    path = Path(uri.removeprefix(SQLITE))
+    if path.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    handle, draft = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".draft", dir=path.parent)
+    os.close(handle)
+    try:
+        SqlAlchemyStore(f"{SQLITE}{draft}", artifact_location(uri)).engine.dispose()
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(draft)
+
+
 def experiment_id(client: Any, name: str, uri: str) -> str:
-    """The id of the experiment called `name`, created on first use. A SQLite store keeps its
-    artifacts beside the database file (`mlartifacts/`), not in the working directory."""
+    """The id of the experiment called `name`, created on first use (by whichever process of
+    several gets there first)."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment:
         return experiment.experiment_id
-    location = None
-    if uri.startswith(SQLITE):
-        location = (Path(uri.removeprefix(SQLITE)).parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def group_parent_run(client: Any, experiment: str, group: str) -> str:
@@ -139,6 +171,8 @@ def connect(logger_cfg: Any, root: Path) -> tuple[Any, str, str]:
 
     uri = tracking_uri(logger_cfg.tracking_uri, root)
     check_reachable(uri)
+    if uri.startswith(SQLITE):
+        create_sqlite_store(uri)
     client = MlflowClient(uri)
     return client, experiment_id(client, logger_cfg.experiment_name, uri), uri
 
