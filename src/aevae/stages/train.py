@@ -59,7 +59,8 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
         resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False)
         trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=last_checkpoint)
-        if not metrics_file.exists():  # resumed after the last epoch: validate to write the outputs
+        trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
+        if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
             trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics = json.loads(metrics_file.read_text())
     title = f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} done"
