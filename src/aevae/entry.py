@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import register_configs
 from aevae.errors import AevaeError
-from aevae.logs import quiet_libraries
+from aevae.logs import one_line_warnings, quiet_libraries
 
 EXIT_USER_ERROR = 2
 SWEEP_FLAGS = ("-m", "--multirun")
@@ -68,6 +68,7 @@ def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
     `objective` metric goes back to Hydra's sweeper."""
     register_configs()
     quiet_libraries()
+    one_line_warnings()
     conf_dir = Path(sys.argv[0]).resolve().parents[1] / "conf"
     args = sys.argv[1:]
     if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:

@@ -1,11 +1,13 @@
 """What a run prints: the libraries' set-up chatter and known-harmless warnings are silenced, so
-that what remains (the stage summaries, real warnings, errors) is what a user needs. Under
-`dvc repro` the stages' own INFO lines (one per anomaly class, the probe's table) are silenced
-too: each stage prints its two-line summary, and the tables are in the report."""
+that what remains (the stage summaries, real warnings, errors) is what a user needs. A warning
+prints as one line, once. Under `dvc repro` the stages' own INFO lines (one per anomaly class,
+the probe's table) are silenced too: the tables are in the report."""
 
 import logging
 import os
+import sys
 import warnings
+from pathlib import Path
 
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic")
 QUIET_UNDER_DVC = ("aevae.stages",)  # progress lines and tables; warnings still show
@@ -17,6 +19,7 @@ HARMLESS_WARNINGS = (
     ".*does not have many workers.*",  # batches are sliced from memory: no workers by design
     ".*Couldn't infer the batch indices.*",
 )
+SHOWN_WARNINGS: set[tuple[str, str]] = set()  # (category, first line) of every warning printed
 
 
 def quiet_libraries() -> None:
@@ -29,3 +32,18 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:
+    """`warnings.showwarning` on one line, `warning: <Category>: <first line> (<file>:<line>)`,
+    each at most once per process (scikit-learn's ConvergenceWarning is 8 lines, once per fit)."""
+    first = next((part.strip() for part in str(message).splitlines() if part.strip()), "")
+    if (category.__name__, first) in SHOWN_WARNINGS:
+        return
+    SHOWN_WARNINGS.add((category.__name__, first))
+    print(f"warning: {category.__name__}: {first} ({Path(filename).name}:{lineno})", file=file or sys.stderr, flush=True)
+
+
+def one_line_warnings() -> None:
+    """Print every warning of this process with `show_warning`."""
+    warnings.showwarning = show_warning

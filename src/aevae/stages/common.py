@@ -81,13 +81,20 @@ def headline(metrics: Mapping[str, float]) -> str:
     return ", ".join(f"{name} {metrics[name]:.4g}" for name in names)
 
 
-def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run) -> None:
-    """A stage's two closing lines: its headline metrics; where its outputs and MLflow run are."""
+def where_line(output: str | Path, run: tracking.Run) -> str:
+    """`  outputs: <output>; MLflow run <id>, runs table <url>` (no run when tracking is off)."""
+    tracked = f"; MLflow run {run.run_id}, runs table {run.runs_url()}" if run.run_id else ""
+    return f"  outputs: {output}{tracked}"
+
+
+def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run, *, where_under_dvc: bool = False) -> None:
+    """A stage's closing lines: its headline metrics, then its `where_line`; under `dvc repro` the
+    first line only (DVC's command line shows the outputs), unless `where_under_dvc`."""
     shown = headline(metrics)
-    where = f"  outputs: {output}"
-    if run.run_id:
-        where += f"; MLflow run {run.run_id}, runs table {run.runs_url()}"
-    print(f"{title}: {shown}" if shown else title, where, sep="\n", flush=True)
+    lines = [f"{title}: {shown}" if shown else title]
+    if where_under_dvc or not os.environ.get("DVC_STAGE"):
+        lines.append(where_line(output, run))
+    print(*lines, sep="\n", flush=True)
 
 
 def log_summary(title: str, metrics: Mapping[str, float]) -> None:

@@ -21,5 +21,5 @@ def run(cfg: Any) -> dict[str, float]:
         for path, text in ((cfg.output, markdown_text), (cfg.html, html_text)):
             write_atomic(path, lambda tmp, text=text: tmp.write_text(text))
             stage_run.log_artifact(path)
-    print_summary(f"{cfg.stage} done", {}, f"{cfg.output}, {cfg.html}", stage_run)
+    print_summary(f"{cfg.stage} done", {}, f"{cfg.output}, {cfg.html}", stage_run, where_under_dvc=True)  # the study's last lines
     return {}
