@@ -193,11 +193,6 @@ def test_queued_experiments_log_into_the_project_store(queued):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="stages.common.run_group hashes $DVC_ROOT/params.yaml, and DVC points DVC_ROOT at the parent "
-    "repository in queued experiments: every queued experiment lands under the workspace's parent run",
-)
 def test_each_queued_experiment_has_its_own_pipeline_parent(queued):
     runs, probes = probe_runs(queued.repo)
     parents = {run.info.run_id: run for run in runs if run.data.tags.get(ROLE_TAG) == "parent"}

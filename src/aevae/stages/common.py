@@ -30,7 +30,7 @@ def run_group(logger_cfg: Any) -> str | None:
     `repro-<commit>-<params.yaml hash>`, so a reproduction's stage runs share one parent."""
     if logger_cfg.group or not os.environ.get("DVC_STAGE"):
         return logger_cfg.group
-    params = Path(os.environ.get("DVC_ROOT", ".")) / "params.yaml"
+    params = Path("params.yaml")  # DVC runs a stage in its experiment's workspace (DVC_ROOT: the parent repo)
     digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
     return f"repro-{(tracking.git_commit() or 'nogit')[:8]}-{digest}"
 
@@ -90,6 +90,8 @@ def where_line(output: str | Path, run: tracking.Run) -> str:
 def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run, *, where_under_dvc: bool = False) -> None:
     """A stage's closing lines: its headline metrics, then its `where_line`; under `dvc repro` the
     first line only (DVC's command line shows the outputs), unless `where_under_dvc`."""
+    if rank_zero_only.rank != 0:
+        return
     shown = headline(metrics)
     lines = [f"{title}: {shown}" if shown else title]
     if where_under_dvc or not os.environ.get("DVC_STAGE"):
