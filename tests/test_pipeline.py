@@ -113,5 +113,10 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     expected += ["anomaly/vae_iwae/auroc/mean", "corrupted/denoise/gaussian/psnr", "classifier/test/accuracy"]
     missing = [key for key in expected if not isinstance(metrics.get(key), float)]
     assert not missing, missing
+    headline = json.loads((study.repo / "reports/summary.json").read_text())
+    assert {"vae/latent/active_units", "dae/denoise/gaussian/psnr", "anomaly/pca/auroc/mean"} <= headline.keys()
+    client = MlflowClient(f"sqlite:///{study.repo / 'mlflow.db'}")
+    (pipeline,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id], "tags.`aevae.role` = 'parent'")
+    assert pipeline.data.metrics == pytest.approx(headline)  # the runs table compares reproductions
     summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary

@@ -204,3 +204,9 @@ def test_roc_curves_report_bad_input(tmp_path):
     with pytest.raises(DataError, match="lacks column"):
         plots.save_roc_curves({"ae": bad}, tmp_path / "roc.png")
     assert not (tmp_path / "roc.png").exists()
+
+
+def test_summary_metrics_are_the_numbers_of_the_summary_cells(tmp_path):
+    metrics_file = write_json(tmp_path / "m.json", {**METRICS, "ae/test/other": 1.0, "ae/test/nll_iwae": float("nan")})
+    headline = report.summary_metrics({**SUMMARY, "files": [{"path": str(metrics_file)}]}, [])
+    assert headline == dict(sorted(METRICS.items()))  # every shown cell; not the other metric, not a NaN

@@ -335,6 +335,7 @@ class ReportConfig:
     reports_dir: str = MISSING  # where the evaluate, anomaly and probe stages wrote their reports
     roc_curves: dict[str, str] = MISSING  # anomaly stage label -> its roc.csv
     roc_figure: str = MISSING  # the ROC figure the report draws from them
+    summary_json: str = MISSING  # the headline numbers (the summary's cells) as one metrics file
     title: str = MISSING
     dataset: str = MISSING
     output: str = MISSING

@@ -154,6 +154,13 @@ def summary_files(summary: Any, sections: Sequence[Any]) -> list[Any]:
     return files
 
 
+def summary_metrics(summary: Any, sections: Sequence[Any]) -> dict[str, float]:
+    """The headline numbers: every metric a summary cell shows, by name (sorted)."""
+    metrics = load_metrics(summary_files(summary, sections))
+    names = [str(_field(row, "metric")).replace("{model}", column) for row in _field(summary, "rows", []) for column in summary_columns(summary)]
+    return {name: metrics[name] for name in sorted(set(names)) if name in metrics and not math.isnan(metrics[name])}
+
+
 def render_summary(summary: Any, sections: Sequence[Any]) -> str:
     """The summary section (Markdown): title, text and table."""
     out = [f"## {_field(summary, 'title', 'Summary')}", ""]

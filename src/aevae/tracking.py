@@ -156,6 +156,11 @@ class Run:
         if self.client:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def parent(self) -> "Run":
+        """The run this one is nested under (a no-op run when there is none)."""
+        parent_id = self.client.get_run(self.run_id).data.tags.get(PARENT_TAG) if self.client else None
+        return Run(self.client, parent_id, self.experiment_id, self.uri) if parent_id else Run()
+
     def runs_url(self, ui: str = "http://127.0.0.1:5000") -> str | None:
         """The classic runs table of the run's experiment (MLflow 3 opens an experiment on its
         GenAI overview; training runs are under `#/experiments/<id>/runs`)."""
