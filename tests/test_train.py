@@ -41,6 +41,7 @@ def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, mod
     assert run.info.status == "FINISHED"
     assert run.info.run_name == f"train/{model}" and run.data.tags["aevae.model"] == model
     assert run.data.params["model.latent_dim"] == "4"
+    assert not any("/" in name for name in run.data.params)  # the config once, not again as Lightning's hparams
     assert run.data.params["net.name"] == net
     assert run.data.tags["aevae.dataset"] == "digits"
     assert run.data.metrics["val/loss"] == pytest.approx(metrics["val/loss"])

@@ -58,7 +58,7 @@ class BaseAutoencoder(L.LightningModule):
 
     def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Sequence[int]) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = self.config_class(**model)  # checks the values
         self.image_shape = tuple(image_shape)
         self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.cfg.latent_dim)

@@ -38,7 +38,7 @@ class DigitClassifier(L.LightningModule):
 
     def __init__(self, classifier: dict[str, Any], image_shape: Sequence[int]) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = ClassifierConfig(**classifier)
         self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *self.cfg.hidden_dims]), nn.ReLU())
         self.head = nn.Linear(self.cfg.hidden_dims[-1], N_CLASSES)
