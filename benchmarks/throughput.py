@@ -43,7 +43,7 @@ from aevae.models import BaseAutoencoder, build_model
 from aevae.models.losses import corrupt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MNIST_ROOT = os.environ.get("AEVAE_MNIST_ROOT", str(REPO_ROOT / ".." / "shared" / "datasets" / "mnist"))
+DEFAULT_MNIST_ROOT = os.environ.get("AEVAE_MNIST_ROOT", str(REPO_ROOT / "data" / "raw" / "mnist"))
 DEFAULT_OVERRIDES = ["net.hidden_dims=[512]", "model.latent_dim=16"]
 
 
