@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from aevae.config import register_configs, validate_train
+from aevae.config import register_configs, validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.models import BaseAutoencoder, build_model
 from aevae.models.losses import corrupt
@@ -76,8 +76,8 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
         *args.overrides,
     ]
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    validate_train(cfg)
+        cfg = compose("train", overrides=[*overrides, "output_dir=unused"])  # nothing is written
+    validate(cfg)
     return cfg
 
 
@@ -131,8 +131,9 @@ def fit_lightning(cfg: DictConfig, model: torch.nn.Module, epochs: int, device: 
         "max_epochs": epochs,
         "limit_val_batches": 0,
         "enable_progress_bar": False,
+        "enable_model_summary": False,
     }
-    trainer = L.Trainer(**trainer_kwargs, logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[timer])
+    trainer = L.Trainer(**trainer_kwargs, logger=False, enable_checkpointing=False, callbacks=[timer])
     trainer.fit(model, **data)
     return timer.durations
 
