@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 # `make remote`: the directory that `dvc push` fills and `dvc pull` reads (for a team: a shared file system)
 DVC_STORE ?= ../aevae-dvc-store
 # `make exps`: the columns of `dvc exp show` to keep (a regular expression over the column names)
-EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|^vae/test/nll_iwae|^vae/gen/fid|^probe/vae/n10/acc_mean|^anomaly/vae/auroc/mean
+EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|reports/summary\.json:(vae/test/nll_iwae|vae/gen/fid|probe/vae/n10/acc_mean|anomaly/vae/auroc/mean)
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
 .PHONY: setup repro remote exps test bench ui

@@ -177,7 +177,7 @@ def test_queued_experiments_report_their_results_in_exp_show(queued):
     assert first != second
     header, _, *rows = [line for line in make("exps", queued.repo).splitlines() if line.startswith("|")]
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns[0] == "Experiment" and "vae/test/nll_iwae" in columns and len(columns) <= 7, columns
+    assert columns[0] == "Experiment" and "reports/summary.json:vae/test/nll_iwae" in columns and len(columns) <= 7, columns
     assert all(any(f"[{name}]" in row for row in rows) for name in queued.repeats), rows
     assert run(["dvc", "status"], queued.repo).strip() == UP_TO_DATE  # the workspace itself is untouched
 

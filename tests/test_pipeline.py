@@ -116,7 +116,9 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     headline = json.loads((study.repo / "reports/summary.json").read_text())
     assert {"vae/latent/active_units", "dae/denoise/gaussian/psnr", "anomaly/pca/auroc/mean"} <= headline.keys()
     client = MlflowClient(f"sqlite:///{study.repo / 'mlflow.db'}")
-    (pipeline,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id], "tags.`aevae.role` = 'parent'")
+    experiment = client.get_experiment_by_name("aevae").experiment_id
+    (report,) = client.search_runs([experiment], "attributes.run_name = 'report'", order_by=["attributes.start_time DESC"], max_results=1)
+    pipeline = client.get_run(report.data.tags["mlflow.parentRunId"])  # the latest reproduction's parent
     assert pipeline.data.metrics == pytest.approx(headline)  # the runs table compares reproductions
     summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary
