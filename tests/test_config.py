@@ -22,8 +22,12 @@ GROUP_OPTIONS = [
 
 @pytest.mark.parametrize("override", GROUP_OPTIONS)
 def test_every_group_option_composes_and_validates(make_config, override, mnist_root):
-    cfg = make_config([override, f"data.root={mnist_root}"])
+    recipe = override.startswith("experiment=ref_")  # a reference recipe, at every budget
+    cfg = make_config([override, f"data.root={mnist_root}"], config_name="reference" if recipe else "train")
     validate(cfg)
+    for budget in cfg.budgets if recipe else ():
+        cfg.budget = budget
+        validate(cfg)
     image_shape = (1, 28, 28) if cfg.data.name == "mnist" else (1, 8, 8)
     model = build_model(dict(cfg.model), dict(cfg.net), image_shape)
     assert model.cfg.latent_dim == cfg.model.latent_dim

@@ -29,9 +29,9 @@ from conftest import CONF_DIR, REPO_ROOT, TINY
 
 VAE = {
     "name": "vae", "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "corruption": "none",
-    "corruption_level": 0.0, "lr": 1e-3, "weight_decay": 0.0, "beta": 1.0, "kl_warmup_epochs": 0,
+    "corruption_level": 0.0, "lr": 1e-3, "lr_schedule": "constant", "adam_eps": 1e-8, "weight_decay": 0.0, "beta": 1.0, "kl_warmup_epochs": 0,
 }  # fmt: skip
-MLP = {"name": "mlp", "hidden_dims": [16]}
+MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -8,9 +8,9 @@ import torch
 from aevae.models import build_model
 from aevae.models.losses import corrupt, gaussian_kl, reconstruction_nll
 
-MLP = {"name": "mlp", "hidden_dims": [16]}
+MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 CONV = {"name": "conv", "channels": [4, 8], "hidden_dim": 16}
-BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, weight_decay=0.0)
+BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
 AE = {"name": "ae", "latent_dim": 3, **BASE}
 VAE = {"name": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}
 

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae.evaluation.probe import labelled_subset, probe_runs, probe_table, resolve_pca_components
+from aevae.evaluation.probe import labelled_subset, logistic_probe, probe_runs, probe_table, resolve_pca_components
 from aevae.stages.probe import run as run_probe
 from aevae.models import build_model, load_model
 from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
-LOGREG = OmegaConf.create({"C": 1.0, "max_iter": 200})
+def LOGREG():
+    return logistic_probe(C=1.0, max_iter=200)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_every_feature_sees_the_same_subsets(digits):
     """Two copies of one feature get identical accuracies per seed (paired), different across seeds."""
     train_x, train_y, test_x, test_y = digits
     features = {"a": (train_x, test_x), "b": (train_x.copy(), test_x.copy())}
-    runs = probe_runs(features, train_y, test_y, [1, None], seeds=[0, 1, 2], logreg_cfg=LOGREG)
+    runs = probe_runs(features, train_y, test_y, [1, None], seeds=[0, 1, 2], make_classifier=LOGREG)
     by_key = {(run["feature"], run["budget"], run["seed"]): run["accuracy"] for run in runs}
     for budget, seeds in (("n1", [0, 1, 2]), ("all", [0])):
         for seed in seeds:
@@ -78,7 +79,7 @@ def test_every_feature_sees_the_same_subsets(digits):
 
 def test_pixel_probe_with_all_labels_is_accurate(digits):
     train_x, train_y, test_x, test_y = digits
-    (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, [None], seeds=[0], logreg_cfg=LOGREG)
+    (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, [None], seeds=[0], make_classifier=LOGREG)
     assert run["accuracy"] > 0.93
     (shuffled,) = probe_runs({"pixels": (train_x, test_x)}, np.random.default_rng(0).permutation(train_y), test_y, [None], [0], LOGREG)
     assert shuffled["accuracy"] < 0.3  # labels that do not belong to their images carry no signal

@@ -36,6 +36,7 @@ LAYERS = {
     "aevae.evaluation": 3,
     "aevae.callbacks": 3,
     "aevae.report": 3,
+    "aevae.reference_table": 3,
     "aevae.stages": 4,
     "aevae.entry": 5,
 }
@@ -104,24 +105,30 @@ def test_entry_points_hold_no_logic(entry_point):
     assert len(body[-1].body) == 1 and config_name(entry_point) == entry_point.stem
 
 
+# the pipelines; their stages run from the repository root (the reference study sets `wdir: ../..`)
+DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml"]
+
+
 def dvc_stages() -> dict[str, dict]:
-    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-
-
-def stage_deps(stage: dict) -> list[str]:
-    """A stage's deps with the `${lib}` variable of dvc.yaml expanded."""
-    body = stage.get("do", stage)
-    lib = next(item["lib"] for item in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["vars"] if "lib" in item)
-    return [dep.replace("${lib}", lib) for dep in body["deps"]]
+    """`<dvc file>:<stage>` -> the stage, with the file's `${lib}` variable expanded in its deps."""
+    stages = {}
+    for name in DVC_FILES:
+        pipeline = yaml.safe_load((REPO_ROOT / name).read_text())
+        lib = next(item["lib"] for item in pipeline["vars"] if "lib" in item)
+        for stage_name, stage in pipeline["stages"].items():
+            body = stage.get("do", stage)
+            stages[f"{name}:{stage_name}"] = {"cmd": body["cmd"], "deps": [dep.replace("${lib}", lib) for dep in body["deps"]]}
+    return stages
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))
 def test_dvc_stage_depends_on_every_file_it_imports_and_composes(name):
     stage = dvc_stages()[name]
-    cmd = stage.get("do", stage)["cmd"]
-    entry_point = REPO_ROOT / re.search(r"python (pipelines/\w+\.py)", cmd).group(1)
-    deps = stage_deps(stage)
+    entry_point = REPO_ROOT / re.search(r"python (pipelines/\w+\.py)", stage["cmd"]).group(1)
+    deps = stage["deps"]
     needed = {entry_point} | import_closure(entry_point) | composed_config_paths(config_name(entry_point))
+    if "experiment=" in stage["cmd"]:  # a recipe: the experiment group
+        needed.add(REPO_ROOT / "conf" / "experiment")
     missing = sorted(str(path.relative_to(REPO_ROOT)) for path in needed if not covered(path, deps))
     assert not missing, f"dvc.yaml stage {name!r} lacks deps {missing}"
 

@@ -265,6 +265,71 @@ class AnomalyConfig(TrainConfig):
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
 
 
+class ReferenceTask(StrEnum):
+    likelihood = "likelihood"  # a VAE's test -log p(x) by importance sampling, and its test ELBO
+    one_class = "one_class"  # the anomaly stage's protocol, once per seed
+    probe = "probe"  # classifiers on the posterior means with a few labels per class
+
+
+@dataclass
+class PublishedNumber:
+    metric: str = MISSING  # the recipe's metric it stands beside (a key of its metrics.json, without /mean)
+    value: float = MISSING
+    source: str = MISSING  # paper, table and setting
+    target: Optional[float] = None  # the figure ours should reach at full budget
+    better: str = MISSING  # lower | higher
+
+
+@dataclass
+class SVMConfig:
+    C: float = MISSING
+    gamma: str = MISSING  # scale | auto (scikit-learn's RBF width rules)
+
+
+@dataclass
+class ReferenceProbeConfig:
+    labels_per_class: int = MISSING
+    draws: int = MISSING  # labelled subsets per trained model, drawn with seeds 0 .. draws - 1
+    logreg: LogRegConfig = MISSING
+    svm: SVMConfig = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.labels_per_class > 0, "probe.labels_per_class", f"must be > 0, got {self.labels_per_class}")
+        require(self.draws > 0, "probe.draws", f"must be > 0, got {self.draws}")
+
+
+@dataclass
+class ReferenceConfig(AnomalyConfig):
+    recipe: str = MISSING  # the recipe's name, as in `experiment=<recipe>`
+    task: ReferenceTask = MISSING
+    seeds: list[int] = MISSING  # one training (per normal class, for one_class) per seed
+    budget: str = MISSING  # a key of `budgets`
+    budgets: dict[str, Any] = MISSING  # budget name -> the values the recipe reads through ${budgets.${budget}.*}
+    protocol: str = MISSING  # the protocol in words, for protocol.json and the reference report
+    published: list[PublishedNumber] = MISSING
+    probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
+
+
+def check_budget(cfg: Any) -> None:
+    """Reject a `budget` the recipe does not define, by name (before its values are interpolated)."""
+    budgets = cfg.get("budgets") or {}
+    require(cfg.budget in budgets, "budget", f"unknown budget {cfg.budget!r}; the recipe has {', '.join(budgets) or 'none (name a recipe: experiment=ref_...)'}")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
+        if self.task == ReferenceTask.likelihood:
+            require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+
+
+@dataclass
+class ReferenceReportConfig:
+    recipes: list[str] = MISSING  # the reference stage's output directories, one row each
+    output: str = MISSING  # reference.md
+    logger: LoggerConfig = MISSING
+    stage: str = MISSING
+
+
 @dataclass
 class ComparePlotConfig:
     x: str = MISSING  # a param on the x axis (a swept key, e.g. model.latent_dim)
@@ -354,6 +419,8 @@ STAGE_SCHEMAS: dict[str, type] = {
     "probe": ProbeConfig,
     "report": ReportConfig,
     "compare": CompareConfig,
+    "reference": ReferenceConfig,
+    "reference_report": ReferenceReportConfig,
 }
 GROUP_SCHEMAS: dict[str, type] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
 
@@ -376,8 +443,8 @@ def register_configs() -> None:
 def _reject_unknown_keys(node: Any, path: str) -> None:
     """Hydra lets `+key=value` append keys a schema does not declare; reject them by name."""
     if isinstance(node, ListConfig):
-        try:
-            items = list(node)
+        try:  # a list given by an interpolation holds the values of the node it points to
+            items = [] if OmegaConf.is_interpolation(node) else list(node)
         except OmegaConfBaseException:  # a null list
             items = []
         for item in items:

@@ -20,3 +20,10 @@ def check_device(key: str, device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{key}: {device!r} asks for a GPU, but no CUDA device is usable here (use {key}=cpu)")
     return resolved
+
+
+def describe(accelerator: str) -> str:
+    """The device a stage ran on, in words: the CUDA device's name, or `cpu (<n> threads)`."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -10,13 +10,14 @@ and PCA (fitted on all training images, as many components as the latent size).
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
@@ -114,15 +115,21 @@ def logistic_probe(C: float, max_iter: int) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
 
 
+def svm_probe(C: float, gamma: str | float) -> Pipeline:
+    """An RBF-kernel support vector machine (one-vs-one) on standardized features."""
+    return make_pipeline(StandardScaler(), SVC(C=C, gamma=gamma, kernel="rbf"))
+
+
 def probe_runs(
     features: Mapping[str, FeaturePair],
     train_labels: np.ndarray,
     test_labels: np.ndarray,
     budgets: Sequence[Budget],
     seeds: Sequence[int],
-    logreg_cfg: Any,
+    make_classifier: Callable[[], Pipeline],
 ) -> list[dict[str, Any]]:
-    """Test accuracy of one fit per feature x budget x seed, on subsets shared by all features.
+    """Test accuracy of one fit of `make_classifier()` per feature x budget x seed, on subsets
+    shared by all features.
 
     The `all` budget does not depend on the seed and is fitted once. BLAS runs single-threaded:
     these fits are small, and threaded BLAS made them an order of magnitude slower.
@@ -134,7 +141,7 @@ def probe_runs(
             for seed in seeds if budget is not None else seeds[:1]:
                 subset = labelled_subset(train_labels, budget, seed)
                 for feature, (train_x, test_x) in features.items():
-                    classifier = logistic_probe(logreg_cfg.C, logreg_cfg.max_iter).fit(train_x[subset], train_labels[subset])
+                    classifier = make_classifier().fit(train_x[subset], train_labels[subset])
                     runs.append(
                         {
                             "feature": feature,

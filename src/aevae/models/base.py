@@ -1,7 +1,9 @@
 """The LightningModule base shared by all autoencoders: the common API and the training loop."""
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import lightning as L
@@ -21,6 +23,21 @@ def require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+class LRSchedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"  # per epoch, from lr down to 0 at the end of trainer.max_epochs
+    iwae = "iwae"  # Burda et al. (2015): lr * 10^(-i/7) for 3^i epochs, i = 0, 1, 2, ...
+
+
+def lr_factor(schedule: LRSchedule, max_epochs: int) -> Callable[[int], float]:
+    """The learning rate's multiplier as a function of the epoch."""
+    if schedule == LRSchedule.cosine:
+        return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / max_epochs))
+    if schedule == LRSchedule.iwae:  # stage i spans epochs [(3^i - 1) / 2, (3^(i+1) - 1) / 2)
+        return lambda epoch: 10 ** (-math.floor(math.log(2 * epoch + 1, 3) + 1e-9) / 7)
+    return lambda epoch: 1.0
+
+
 @dataclass
 class AEConfig:
     """The `model` config of every autoencoder; subclasses add their own keys."""
@@ -33,6 +50,8 @@ class AEConfig:
     corruption: Corruption = MISSING  # input corruption of a denoising model
     corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
     lr: float = MISSING
+    lr_schedule: LRSchedule = MISSING
+    adam_eps: float = MISSING
     weight_decay: float = MISSING
 
     def __post_init__(self) -> None:
@@ -42,6 +61,7 @@ class AEConfig:
         if self.corruption == Corruption.mask:
             require(self.corruption_level < 1, "model.corruption_level", "a drop probability must be < 1")
         require(self.lr > 0, "model.lr", f"must be > 0, got {self.lr}")
+        require(self.adam_eps > 0, "model.adam_eps", f"must be > 0, got {self.adam_eps}")
         require(self.weight_decay >= 0, "model.weight_decay", f"must be >= 0, got {self.weight_decay}")
 
 
@@ -135,5 +155,7 @@ class BaseAutoencoder(L.LightningModule):
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._update_means(self.test_means, "test", batch[0])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(self.cfg.lr_schedule), self.trainer.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

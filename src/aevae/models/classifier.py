@@ -40,7 +40,7 @@ class DigitClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = ClassifierConfig(**classifier)
-        self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *self.cfg.hidden_dims]), nn.ReLU())
+        self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *self.cfg.hidden_dims], "relu"), nn.ReLU())
         self.head = nn.Linear(self.cfg.hidden_dims[-1], N_CLASSES)
         self.num_features = self.cfg.hidden_dims[-1]
         self.accuracy = nn.ModuleDict({stage: MulticlassAccuracy(N_CLASSES, average="micro") for stage in ("val", "test")})

@@ -17,10 +17,10 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.evaluation.anomaly import anomaly_targets, class_means, detection_metrics, pca_scores, roc_points
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.likelihood import likelihood_bounds
-from aevae.io import write_atomic, write_json
+from aevae.io import save_tensors, write_atomic, write_json
 from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
 from aevae.stages import train
-from aevae.stages.common import open_stage_run, print_summary
+from aevae.stages.common import log_summary, open_stage_run, print_summary
 
 ROC_COLUMNS = ("model", "class", "fpr", "tpr")
 RocRow = tuple[str, int, float, float]  # a row of roc.csv
@@ -70,11 +70,13 @@ def roc_csv(rows: list[RocRow]) -> str:
     return buffer.getvalue()
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     """For each class of `cfg.normal_classes`: train the configured model on that class (one
-    MLflow run each, nested under this stage's run), score every test image, and compare with
-    the PCA baseline. Writes `metrics.json` (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`)
-    and `roc.csv` under `cfg.output_dir`, and logs them. Returns the metrics."""
+    MLflow run each, nested under this stage's run, itself under `parent` if given), score every
+    test image, and compare with the PCA baseline. Writes `metrics.json`
+    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`), `roc.csv` and `scores.pt` (every test
+    image's score per method and class, as `<method>/class_<c>`, and the test `labels`) under
+    `cfg.output_dir`, and logs them. Returns the metrics."""
     validate(cfg)
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
     datamodule.setup()
@@ -83,13 +85,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.output_dir)
     metrics: dict[str, float] = {}
     curves: list[RocRow] = []
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label) as stage_run:
+    saved_scores = {"labels": test_labels.cpu()}
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as stage_run:
         for normal_class in cfg.normal_classes:
             class_cfg = class_config(cfg, normal_class)
             train.run(class_cfg, parent=stage_run.run_id)
             model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
             scores = anomaly_scores(model, test_images, cfg)
             scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, cfg.pca_components or cfg.model.latent_dim, cfg.seed)
+            saved_scores |= {f"{method}/class_{normal_class}": values.cpu() for method, values in scores.items()}
             class_metrics, class_curves = class_results(scores, anomaly_targets(test_labels, normal_class), normal_class, cfg.roc_points)
             metrics |= class_metrics
             curves += class_curves
@@ -97,10 +101,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         outputs = [
             write_json(output_dir / "metrics.json", metrics),
             write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv(curves))),
+            save_tensors(output_dir / "scores.pt", saved_scores),
         ]
         stage_run.log_metrics(metrics)
         for path in outputs:
             stage_run.log_artifact(path)
     means = {name: value for name, value in metrics.items() if name.endswith("/mean")}
-    print_summary(f"{cfg.stage}/{cfg.model.label} done", means, output_dir, stage_run)
+    title = f"{cfg.stage}/{cfg.model.label} done"
+    if parent is None:
+        print_summary(title, means, output_dir, stage_run)
+    else:  # one of a stage's runs (a seed of a reference recipe): that stage prints the summary
+        log_summary(title, means)
     return metrics

@@ -15,6 +15,7 @@ from aevae.evaluation.probe import (
     ALL_LABELS,
     check_budgets,
     label_budgets,
+    logistic_probe,
     probe_features,
     probe_metrics,
     probe_runs,
@@ -64,7 +65,8 @@ def run(cfg: Any) -> dict[str, float]:
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params) as stage_run:
         features = probe_features(models, baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
         seeds = [cfg.seed + r for r in range(cfg.repeats)]
-        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, cfg.logreg)
+        classifier = lambda: logistic_probe(cfg.logreg.C, cfg.logreg.max_iter)  # noqa: E731
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, classifier)
         summary = summarize(runs)
         metrics = probe_metrics(summary)
         output_dir = Path(cfg.output_dir)

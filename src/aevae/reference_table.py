@@ -1,0 +1,106 @@
+"""The reference report: our numbers beside the published ones, one row per published number,
+then each recipe's protocol and every metric. Reads what the reference stage wrote."""
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from aevae.errors import DataError
+
+
+class RecipeResult(NamedTuple):
+    protocol: dict[str, Any]  # protocol.json
+    metrics: dict[str, float]  # metrics.json: <name>/mean, <name>/std, <name>/seed_<s>
+
+
+def load_result(directory: str | Path) -> RecipeResult:
+    """The protocol and metrics the reference stage wrote to `directory`."""
+    directory = Path(directory)
+    files = [directory / "protocol.json", directory / "metrics.json"]
+    for path in files:
+        if not path.is_file():
+            raise DataError(f"{path} not found (run the reference stage of this recipe first)")
+    protocol, metrics = (json.loads(path.read_text()) for path in files)
+    return RecipeResult(protocol, metrics)
+
+
+def ours(metrics: Mapping[str, float], metric: str, seeds: int) -> str:
+    """`mean ± std (n seeds)`, or `mean (1 seed)`."""
+    mean, std = metrics[f"{metric}/mean"], metrics[f"{metric}/std"]
+    return f"{mean:.4g} ± {std:.2g} ({seeds} seeds)" if seeds > 1 else f"{mean:.4g} (1 seed)"
+
+
+def verdict(value: float, published: Mapping[str, Any]) -> str:
+    """Whether `value` reaches the target (or, without one, the published number), and by how much."""
+    goal = published.get("target")
+    goal = published["value"] if goal is None else goal
+    gap = value - goal if published["better"] == "higher" else goal - value
+    return f"reached ({gap:+.3g})" if gap >= 0 else f"missed by {-gap:.3g}"
+
+
+def budget_text(budget: Mapping[str, Any]) -> str:
+    limit = f", {budget['limit_train_batches']} batches/epoch" if budget.get("limit_train_batches") else ""
+    k = f", k={budget['iw_samples']}" if budget.get("iw_samples") else ""
+    return f"{budget['name']}: {budget['epochs']} epochs, batch {budget['batch_size']}{limit}{k}"
+
+
+def recipe_name(protocol: Mapping[str, Any]) -> str:
+    return f"{protocol['recipe']} ({protocol['model']})"
+
+
+def comparison_table(results: Sequence[RecipeResult]) -> str:
+    """One row per published number: ours beside it, the verdict against its target, the budget,
+    device and wall time of our run."""
+    header = ["recipe", "metric", "published", "ours", "target", "budget", "device", "wall time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for protocol, metrics in results:
+        seeds = len(protocol["budget"]["seeds"])
+        for published in protocol["published"]:
+            metric = published["metric"]
+            target = "" if published.get("target") is None else f"{published['target']:.4g}: "
+            cells = [
+                recipe_name(protocol),
+                f"`{metric}`",
+                f"{published['value']:.4g} ({published['source']})",
+                ours(metrics, metric, seeds),
+                target + verdict(metrics[f"{metric}/mean"], published),
+                budget_text(protocol["budget"]),
+                protocol["device"],
+                f"{protocol['wall_seconds'] / 60:.1f} min",
+            ]
+            lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+    """Every metric of a recipe: mean ± std over seeds and the value of each seed."""
+    seeds = protocol["budget"]["seeds"]
+    names = sorted(name.removesuffix("/mean") for name in metrics if name.endswith("/mean"))
+    header = ["metric", "mean ± std", *(f"seed {seed}" for seed in seeds)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        cells = [f"`{name}`", f"{metrics[f'{name}/mean']:.4g} ± {metrics[f'{name}/std']:.2g}"]
+        cells += [f"{metrics[f'{name}/seed_{seed}']:.4g}" for seed in seeds]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_reference(results: Sequence[RecipeResult], title: str) -> str:
+    """The whole Markdown report."""
+    parts = [
+        f"# {title}\n",
+        "Each published number beside ours on the same task; ours is the mean ± sample std over "
+        "the seeds of the budget named in the row (the recipe's `full` budget is the paper's).\n",
+        comparison_table(results),
+    ]
+    for protocol, metrics in results:
+        parts += [
+            f"\n## {recipe_name(protocol)}\n",
+            f"Task `{protocol['task']}` on `{protocol['data']}`. {protocol['protocol']}\n",
+            f"Budget {budget_text(protocol['budget'])}, seeds {protocol['budget']['seeds']}, "
+            f"learning rate {protocol['budget']['lr']:g} ({protocol['budget']['lr_schedule']}); "
+            f"{protocol['device']}, {protocol['wall_seconds'] / 60:.1f} min.\n",
+            metrics_table(protocol, metrics),
+        ]
+    return "\n".join(parts)

@@ -1,0 +1,178 @@
+"""The reference stage: one recipe that reproduces a published MNIST number, run once per seed.
+
+A recipe (`conf/experiment/ref_*.yaml`) names its task, protocol, budgets and the published
+numbers it stands beside. Tasks:
+
+- `likelihood`: train a VAE, then its test -log p(x) by importance sampling (`likelihood.samples`)
+  and its test ELBO (the mean of the same log-weights);
+- `one_class`: the anomaly stage's protocol (one model per normal class, the whole test set
+  scored); per seed the mean AUROC/AUPRC over the classes of the model's score (reconstruction
+  error or -ELBO), of its IS -log p(x) (a VAE) and of the PCA baseline;
+- `probe`: train a VAE on every training image, then logistic regression and an RBF SVM on its
+  posterior means (and on pixels) with `probe.labels_per_class` labels per class, `probe.draws`
+  labelled subsets per seed.
+
+Models are chosen on the validation split (best.ckpt); the test split is scored once per seed.
+"""
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from aevae.config import AnomalyConfig, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.devices import describe
+from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
+from aevae.io import write_json
+from aevae.models import load_model
+from aevae.stages import anomaly, train
+from aevae.stages.common import open_stage_run, params_of, print_summary
+
+Metrics = dict[str, float]
+
+
+def seed_config(cfg: DictConfig, schema: type, seed: int) -> DictConfig:
+    """The `schema` part of `cfg` (a TrainConfig or AnomalyConfig) for one seed, its run named
+    `<stage>/<recipe>/seed_<s>`. A training writes to `<train_dir>/seed_<s>`; the anomaly stage
+    writes its scores to `<output_dir>/seed_<s>` and trains in `<train_dir>/seed_<s>`."""
+    part = OmegaConf.masked_copy(cfg, [field.name for field in fields(schema)])
+    seeded = OmegaConf.merge(OmegaConf.structured(schema), part)
+    OmegaConf.resolve(seeded)
+    seeded.seed = seed
+    seeded.logger.run_name = f"{cfg.stage}/{cfg.recipe}/seed_{seed}"
+    if schema is AnomalyConfig:
+        seeded.output_dir = str(Path(cfg.output_dir) / f"seed_{seed}")
+        seeded.train_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
+    else:
+        seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
+    return seeded
+
+
+def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, InMemoryDataModule]:
+    """Train the recipe's model with `seed`; its best checkpoint (by validation loss) and the data."""
+    seeded = seed_config(cfg, TrainConfig, seed)
+    train.run(seeded, parent=parent)
+    model = load_model(Path(seeded.output_dir) / "checkpoints" / "best.ckpt").eval()
+    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=seed)
+    datamodule.setup()
+    return model, datamodule
+
+
+def likelihood_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+    """`test/nll_is` (IWAE bound with k = likelihood.samples, nats) and `test/elbo`."""
+    model, datamodule = trained_model(cfg, seed, parent)
+    test_images, _ = datamodule.tensors["test"]
+    generator = torch.Generator().manual_seed(seed)
+    bounds = likelihood_bounds(model, test_images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
+    return {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
+
+
+def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+    """`<auroc|auprc>/<model|model_iwae|pca>`: the anomaly stage's class means for this seed."""
+    seeded = seed_config(cfg, AnomalyConfig, seed)
+    results = anomaly.run(seeded, parent=parent)
+    label = cfg.model.label
+    methods = {label: "model", f"{label}_iwae": "model_iwae", "pca": "pca"}
+    return {
+        f"{metric}/{methods[method]}": value
+        for name, value in results.items()
+        for method, metric in [name.split("/")[1:3]]
+        if name.endswith("/mean") and method in methods
+    }
+
+
+def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+    """`acc/<vae|pixels>/<logreg|svm>`: test accuracy with `probe.labels_per_class` labels per
+    class, the mean over `probe.draws` labelled subsets."""
+    model, datamodule = trained_model(cfg, seed, parent)
+    (train_images, train_labels), (test_images, test_labels) = datamodule.tensors["train"], datamodule.tensors["test"]
+    batch = cfg.data.eval_batch_size
+    features = {
+        "vae": (embed_images(model, train_images, batch), embed_images(model, test_images, batch)),
+        "pixels": (train_images.flatten(1).numpy(), test_images.flatten(1).numpy()),
+    }
+    probe = cfg.probe
+    classifiers: dict[str, Callable[[], Any]] = {
+        "logreg": lambda: logistic_probe(probe.logreg.C, probe.logreg.max_iter),
+        "svm": lambda: svm_probe(probe.svm.C, probe.svm.gamma),
+    }
+    metrics = {}
+    for name, make_classifier in classifiers.items():
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), [probe.labels_per_class], range(probe.draws), make_classifier)
+        for feature in features:
+            metrics[f"acc/{feature}/{name}"] = float(np.mean([run["accuracy"] for run in runs if run["feature"] == feature]))
+    return metrics
+
+
+TASKS: dict[ReferenceTask, Callable[[DictConfig, int, str | None], Metrics]] = {
+    ReferenceTask.likelihood: likelihood_task,
+    ReferenceTask.one_class: one_class_task,
+    ReferenceTask.probe: probe_task,
+}
+
+
+def across_seeds(per_seed: Mapping[int, Metrics]) -> Metrics:
+    """`<name>/mean`, `<name>/std` (sample std; 0 for one seed) and `<name>/seed_<s>` of every metric."""
+    metrics = {}
+    for name in next(iter(per_seed.values())):
+        values = [seed_metrics[name] for seed_metrics in per_seed.values()]
+        metrics[f"{name}/mean"] = float(np.mean(values))
+        metrics[f"{name}/std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        metrics |= {f"{name}/seed_{seed}": seed_metrics[name] for seed, seed_metrics in per_seed.items()}
+    return metrics
+
+
+def protocol_record(cfg: DictConfig, wall_seconds: float) -> dict[str, Any]:
+    """What protocol.json says of a run: recipe, protocol, published numbers, budget, device, time."""
+    return {
+        "recipe": cfg.recipe,
+        "task": str(cfg.task),
+        "model": cfg.model.label,
+        "net": params_of(cfg.net),
+        "protocol": " ".join(cfg.protocol.split()),
+        "published": params_of(cfg.published),
+        "budget": {
+            "name": cfg.budget,
+            "epochs": cfg.trainer.max_epochs,
+            "batch_size": cfg.data.batch_size,
+            "limit_train_batches": cfg.trainer.limit_train_batches,
+            "seeds": list(cfg.seeds),
+            "iw_samples": cfg.likelihood.samples,
+            "lr": cfg.model.lr,
+            "lr_schedule": str(cfg.model.lr_schedule),
+        },
+        "data": cfg.data.name,
+        "device": describe(cfg.trainer.accelerator),
+        "wall_seconds": round(wall_seconds),
+    }
+
+
+def run(cfg: DictConfig) -> Metrics:
+    """Run the recipe once per seed (each run nested under this stage's MLflow run); write
+    `metrics.json` (numbers only, see `across_seeds`) and `protocol.json` under `cfg.output_dir`."""
+    check_budget(cfg)
+    validate(cfg)
+    OmegaConf.resolve(cfg)  # the budget's values in place: each seed's config copies them
+    start = time.perf_counter()
+    label = f"{cfg.recipe}/{cfg.model.label}"
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=label) as stage_run:
+        per_seed = {seed: TASKS[cfg.task](cfg, seed, stage_run.run_id) for seed in cfg.seeds}
+        metrics = across_seeds(per_seed)
+        output_dir = Path(cfg.output_dir)
+        written = [
+            write_json(output_dir / "metrics.json", metrics),
+            write_json(output_dir / "protocol.json", protocol_record(cfg, time.perf_counter() - start)),
+        ]
+        stage_run.log_metrics({name: value for name, value in metrics.items() if math.isfinite(value)})
+        for path in written:
+            stage_run.log_artifact(path)
+    print_summary(f"{cfg.stage}/{label} done", {k: v for k, v in metrics.items() if k.endswith("/mean")}, output_dir, stage_run)
+    return metrics
