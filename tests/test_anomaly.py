@@ -118,4 +118,4 @@ def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_
     assert len(runs) == 3 and trained == ["anomaly/ae/class_0", "anomaly/ae/class_1"]
     assert all(run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "anomaly" for run in runs)
     assert summary.data.metrics == pytest.approx({k: v for k, v in metrics.items()})
-    assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"metrics.json", "roc.csv", "scores.pt"}
+    assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"metrics.json", "roc.csv"}

@@ -14,7 +14,7 @@ from omegaconf import open_dict
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae.evaluation.probe import labelled_subset, logistic_probe, probe_runs, probe_table, resolve_pca_components
+from aevae.evaluation.probe import labelled_subset, logistic_probe, probe_runs, probe_table, resolve_pca_components, svm_probe
 from aevae.stages.probe import run as run_probe
 from aevae.models import build_model, load_model
 from aevae.stages.train import run as train
@@ -172,3 +172,18 @@ def test_probe_stage_end_to_end(checkpoints, tmp_path, tracking_uri):
     assert run.data.params["pca_components"] == "4"
     assert run.data.metrics == pytest.approx(metrics)
     assert {"metrics.json", "accuracy.csv", "accuracy_runs.csv", "accuracy.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_unscaled_features_keep_near_constant_noise_dimensions_harmless():
+    """Standardizing blows near-constant features (a VAE's inactive units) up to unit variance;
+    the reference probe's `standardize: false` keeps them at their size."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    informative = labels[:, None] * 2.0 + rng.normal(size=(400, 2))
+    features = np.hstack([informative, 1e-3 * rng.normal(size=(400, 100))])
+    train, test = np.arange(0, 400, 20), np.setdiff1d(np.arange(400), np.arange(0, 400, 20))
+    accuracy = {
+        scaled: svm_probe(C=10.0, gamma="scale", standardize=scaled).fit(features[train], labels[train]).score(features[test], labels[test])
+        for scaled in (True, False)
+    }
+    assert accuracy[False] > 0.8 and accuracy[False] > accuracy[True] + 0.1, accuracy

@@ -290,6 +290,7 @@ class SVMConfig:
 class ReferenceProbeConfig:
     labels_per_class: int = MISSING
     draws: int = MISSING  # labelled subsets per trained model, drawn with seeds 0 .. draws - 1
+    standardize: bool = MISSING  # scale each feature to unit variance before the classifiers
     logreg: LogRegConfig = MISSING
     svm: SVMConfig = MISSING
 

@@ -110,14 +110,16 @@ def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAuto
 
 
 # --- the protocol ------------------------------------------------------------------------------
-def logistic_probe(C: float, max_iter: int) -> Pipeline:
-    """Multinomial logistic regression (lbfgs, L2 strength 1/C) on standardized features."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+def logistic_probe(C: float, max_iter: int, standardize: bool = True) -> Pipeline:
+    """Multinomial logistic regression (lbfgs, L2 strength 1/C), on standardized features
+    unless `standardize` is false."""
+    return make_pipeline(*([StandardScaler()] if standardize else []), LogisticRegression(C=C, max_iter=max_iter))
 
 
-def svm_probe(C: float, gamma: str | float) -> Pipeline:
-    """An RBF-kernel support vector machine (one-vs-one) on standardized features."""
-    return make_pipeline(StandardScaler(), SVC(C=C, gamma=gamma, kernel="rbf"))
+def svm_probe(C: float, gamma: str | float, standardize: bool = True) -> Pipeline:
+    """An RBF-kernel support vector machine (one-vs-one), on standardized features unless
+    `standardize` is false."""
+    return make_pipeline(*([StandardScaler()] if standardize else []), SVC(C=C, gamma=gamma, kernel="rbf"))
 
 
 def probe_runs(

@@ -74,9 +74,9 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     """For each class of `cfg.normal_classes`: train the configured model on that class (one
     MLflow run each, nested under this stage's run, itself under `parent` if given), score every
     test image, and compare with the PCA baseline. Writes `metrics.json`
-    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`), `roc.csv` and `scores.pt` (every test
-    image's score per method and class, as `<method>/class_<c>`, and the test `labels`) under
-    `cfg.output_dir`, and logs them. Returns the metrics."""
+    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`) and `roc.csv` under `cfg.output_dir`, and
+    logs them; beside the class models, `<train_dir>/scores.pt` holds every test image's score
+    per method and class (`<method>/class_<c>`) and the test `labels`. Returns the metrics."""
     validate(cfg)
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
     datamodule.setup()
@@ -101,8 +101,8 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
         outputs = [
             write_json(output_dir / "metrics.json", metrics),
             write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv(curves))),
-            save_tensors(output_dir / "scores.pt", saved_scores),
         ]
+        save_tensors(Path(cfg.train_dir) / "scores.pt", saved_scores)
         stage_run.log_metrics(metrics)
         for path in outputs:
             stage_run.log_artifact(path)

@@ -101,8 +101,8 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     }
     probe = cfg.probe
     classifiers: dict[str, Callable[[], Any]] = {
-        "logreg": lambda: logistic_probe(probe.logreg.C, probe.logreg.max_iter),
-        "svm": lambda: svm_probe(probe.svm.C, probe.svm.gamma),
+        "logreg": lambda: logistic_probe(probe.logreg.C, probe.logreg.max_iter, probe.standardize),
+        "svm": lambda: svm_probe(probe.svm.C, probe.svm.gamma, probe.standardize),
     }
     metrics = {}
     for name, make_classifier in classifiers.items():
