@@ -8,7 +8,7 @@ DVC_STORE ?= ../aevae-dvc-store
 EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|reports/summary\.json:(vae/test/nll_iwae|vae/gen/fid|probe/vae/n10/acc_mean|anomaly/vae/auroc/mean)
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
-.PHONY: setup repro remote exps test bench ui
+.PHONY: setup repro reference remote exps test bench ui
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 repro: setup
 	$(VENV)/bin/dvc repro
+
+reference: setup  # the reference study (studies/reference): published numbers beside ours
+	$(VENV)/bin/dvc repro studies/reference/dvc.yaml
 
 remote: setup
 	$(VENV)/bin/dvc remote add --default --force store $(DVC_STORE)

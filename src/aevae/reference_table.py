@@ -25,10 +25,15 @@ def load_result(directory: str | Path) -> RecipeResult:
     return RecipeResult(protocol, metrics)
 
 
+def spread(mean: float, std: float) -> str:
+    """The std to two digits; 0 where it is rounding noise (identical values across seeds)."""
+    return f"{0 if std <= 1e-9 * abs(mean) else std:.2g}"
+
+
 def ours(metrics: Mapping[str, float], metric: str, seeds: int) -> str:
     """`mean ± std (n seeds)`, or `mean (1 seed)`."""
     mean, std = metrics[f"{metric}/mean"], metrics[f"{metric}/std"]
-    return f"{mean:.4g} ± {std:.2g} ({seeds} seeds)" if seeds > 1 else f"{mean:.4g} (1 seed)"
+    return f"{mean:.4g} ± {spread(mean, std)} ({seeds} seeds)" if seeds > 1 else f"{mean:.4g} (1 seed)"
 
 
 def verdict(value: float, published: Mapping[str, Any]) -> str:
@@ -80,7 +85,8 @@ def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> 
     header = ["metric", "mean ± std", *(f"seed {seed}" for seed in seeds)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
-        cells = [f"`{name}`", f"{metrics[f'{name}/mean']:.4g} ± {metrics[f'{name}/std']:.2g}"]
+        mean = metrics[f"{name}/mean"]
+        cells = [f"`{name}`", f"{mean:.4g} ± {spread(mean, metrics[f'{name}/std'])}"]
         cells += [f"{metrics[f'{name}/seed_{seed}']:.4g}" for seed in seeds]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
