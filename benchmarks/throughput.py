@@ -147,7 +147,7 @@ def shuffled_batches(images: torch.Tensor, batch_size: int, seed: int, epoch: in
 
 def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
     """Epoch durations of a hand-written loop: `loss_terms`, backward, the model's Adam."""
-    optimizer = model.configure_optimizers()
+    optimizer = model.optimizer()  # the Adam of configure_optimizers (its schedule is constant by default)
     model.train()
     durations = []
     for epoch in range(epochs):

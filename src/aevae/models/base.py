@@ -155,7 +155,11 @@ class BaseAutoencoder(L.LightningModule):
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._update_means(self.test_means, "test", batch[0])
 
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam with the configured learning rate, eps and weight decay."""
+        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+        optimizer = self.optimizer()
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(self.cfg.lr_schedule), self.trainer.max_epochs))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
