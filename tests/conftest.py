@@ -156,11 +156,16 @@ def run_command(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout + result.stderr
 
 
-def copy_project(repo: Path) -> None:
-    """The project's tracked and untracked files, without the study's outputs."""
+OUTPUT_DIRS = ("data/prepared/", "models/", "reports/")  # what the pipelines write
+
+
+def copy_project(repo: Path, pipelines: tuple[str, ...] = ()) -> None:
+    """The project's tracked and untracked files without the pipelines' outputs: the default
+    study, and the study pipelines under `studies/` named in `pipelines` (e.g. `reference`)."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    left_out = OUTPUT_DIRS + tuple(f"studies/{path.name}/" for path in (REPO_ROOT / "studies").iterdir() if path.name not in pipelines)
     for name in listed.stdout.split():
-        if (REPO_ROOT / name).is_file() and not name.startswith(("data/prepared/", "models/", "reports/")):
+        if (REPO_ROOT / name).is_file() and not name.startswith(left_out):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, repo / name)
 

@@ -103,7 +103,7 @@ def test_the_reference_study_runs_end_to_end_through_dvc(tmp_path):
     """`dvc repro studies/reference/dvc.yaml` at the smoke budget on MNIST: every recipe, the table
     with every published number, one MLflow run holding it, and nothing left to run."""
     repo = tmp_path / "repo"
-    copy_project(repo)
+    copy_project(repo, pipelines=("reference",))
     set_params(repo / "studies/reference/params.yaml", {"budget": "smoke"})
     env = study_env()
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study"]):
