@@ -69,7 +69,8 @@ def test_the_bound_tightens_with_k(recipe_model):
 def test_one_class_auroc_matches_scikit_learn_on_the_saved_scores(make_config):
     cfg = make_config(["experiment=ref_one_class", "model=vae", *SMOKE], config_name="reference")
     metrics = run_reference(cfg)
-    saved = load_tensors(f"{cfg.train_dir}/seed_0/scores.pt")
+    saved = load_tensors(f"{cfg.train_dir}/seed_0/classes/scores.pt")
+    assert sorted(p.name for p in Path(cfg.output_dir).iterdir()) == ["metrics.json", "protocol.json", "runs"]
     labels = saved["labels"].numpy()
     for method, name in (("vae", "model"), ("vae_iwae", "model_iwae"), ("pca", "pca")):
         per_class = [roc_auc_score(labels != c, saved[f"{method}/class_{c}"].numpy()) for c in cfg.normal_classes]

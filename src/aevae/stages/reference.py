@@ -41,18 +41,16 @@ Metrics = dict[str, float]
 
 def seed_config(cfg: DictConfig, schema: type, seed: int) -> DictConfig:
     """The `schema` part of `cfg` (a TrainConfig or AnomalyConfig) for one seed, its run named
-    `<stage>/<recipe>/seed_<s>`. A training writes to `<train_dir>/seed_<s>`; the anomaly stage
-    writes its scores to `<output_dir>/seed_<s>` and trains in `<train_dir>/seed_<s>`."""
+    `<stage>/<recipe>/seed_<s>` and its outputs in `<train_dir>/seed_<s>` (the anomaly stage's
+    class models in `classes/` there): only the recipe's metrics and protocol are reports."""
     part = OmegaConf.masked_copy(cfg, [field.name for field in fields(schema)])
     seeded = OmegaConf.merge(OmegaConf.structured(schema), part)
     OmegaConf.resolve(seeded)
     seeded.seed = seed
     seeded.logger.run_name = f"{cfg.stage}/{cfg.recipe}/seed_{seed}"
+    seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
     if schema is AnomalyConfig:
-        seeded.output_dir = str(Path(cfg.output_dir) / f"seed_{seed}")
-        seeded.train_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
-    else:
-        seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
+        seeded.train_dir = str(Path(seeded.output_dir) / "classes")
     return seeded
 
 
