@@ -13,7 +13,9 @@ import torch
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import ConfigError
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.io import load_tensors
 from aevae.models import build_model
@@ -98,6 +100,13 @@ def test_an_unknown_budget_is_one_line_before_any_work(tmp_path):
     )
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert "budget" in result.stderr and "full, cpu, smoke" in result.stderr
+
+
+@pytest.mark.parametrize(("overrides", "key"), [(["seeds=[0,0]"], "seeds"), (["experiment=ref_iwae_vae", "likelihood.samples=0"], "likelihood.samples")])
+def test_a_recipe_rejects_bad_values_by_name(make_config, overrides, key):
+    cfg = make_config(["experiment=ref_iwae_vae", "budget=smoke", *overrides], config_name="reference")
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        validate(cfg)
 
 
 def test_the_reference_study_runs_end_to_end_through_dvc(tmp_path):

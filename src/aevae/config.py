@@ -310,17 +310,17 @@ class ReferenceConfig(AnomalyConfig):
     published: list[PublishedNumber] = MISSING
     probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
 
-
-def check_budget(cfg: Any) -> None:
-    """Reject a `budget` the recipe does not define, by name (before its values are interpolated)."""
-    budgets = cfg.get("budgets") or {}
-    require(cfg.budget in budgets, "budget", f"unknown budget {cfg.budget!r}; the recipe has {', '.join(budgets) or 'none (name a recipe: experiment=ref_...)'}")
-
     def __post_init__(self) -> None:
         super().__post_init__()
         require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
         if self.task == ReferenceTask.likelihood:
             require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+
+
+def check_budget(cfg: Any) -> None:
+    """Reject a `budget` the recipe does not define, by name (before its values are interpolated)."""
+    budgets = cfg.get("budgets") or {}
+    require(cfg.budget in budgets, "budget", f"unknown budget {cfg.budget!r}; the recipe has {', '.join(budgets) or 'none (name a recipe: experiment=ref_...)'}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from aevae.errors import DataError
+from aevae.report import markdown_table
 
 
 class RecipeResult(NamedTuple):
@@ -58,7 +59,7 @@ def comparison_table(results: Sequence[RecipeResult]) -> str:
     """One row per published number: ours beside it, the verdict against its target, the budget,
     device and wall time of our run."""
     header = ["recipe", "metric", "published", "ours", "target", "budget", "device", "wall time"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for protocol, metrics in results:
         seeds = len(protocol["budget"]["seeds"])
         for published in protocol["published"]:
@@ -74,8 +75,8 @@ def comparison_table(results: Sequence[RecipeResult]) -> str:
                 protocol["device"],
                 f"{protocol['wall_seconds'] / 60:.1f} min",
             ]
-            lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
-    return "\n".join(lines) + "\n"
+            rows.append([cell.replace("|", "/") for cell in cells])
+    return markdown_table(header, rows) + "\n"
 
 
 def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
@@ -83,13 +84,13 @@ def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> 
     seeds = protocol["budget"]["seeds"]
     names = sorted(name.removesuffix("/mean") for name in metrics if name.endswith("/mean"))
     header = ["metric", "mean ± std", *(f"seed {seed}" for seed in seeds)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for name in names:
         mean = metrics[f"{name}/mean"]
         cells = [f"`{name}`", f"{mean:.4g} ± {spread(mean, metrics[f'{name}/std'])}"]
         cells += [f"{metrics[f'{name}/seed_{seed}']:.4g}" for seed in seeds]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows) + "\n"
 
 
 def render_reference(results: Sequence[RecipeResult], title: str) -> str:

@@ -64,6 +64,13 @@ def load_metrics(files: Sequence[Any]) -> dict[str, float]:
     return merged
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of text cells (no trailing newline)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def pivot_table(metrics: Mapping[str, float], column_level: int) -> str:
     """A Markdown table: one column per distinct part `column_level` of the slash-separated
     names, one row per the rest of the name (in first-seen order)."""
@@ -76,12 +83,8 @@ def pivot_table(metrics: Mapping[str, float], column_level: int) -> str:
         column = parts.pop(column_level)
         columns[column] = None
         cells.setdefault("/".join(parts), {})[column] = value
-    header = ["metric", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row, values in cells.items():
-        shown = [f"{values[c]:.4g}" if c in values else "" for c in columns]
-        lines.append("| " + " | ".join([row, *shown]) + " |")
-    return "\n".join(lines)
+    rows = [[row, *(f"{values[c]:.4g}" if c in values else "" for c in columns)] for row, values in cells.items()]
+    return markdown_table(["metric", *columns], rows)
 
 
 def summary_columns(summary: Any) -> list[str]:

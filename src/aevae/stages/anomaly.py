@@ -4,12 +4,11 @@ classes; a PCA of the same size is the baseline."""
 
 import csv
 import io
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from aevae.config import TrainConfig, validate
@@ -20,7 +19,7 @@ from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.io import save_tensors, write_atomic, write_json
 from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
 from aevae.stages import train
-from aevae.stages.common import log_summary, open_stage_run, print_summary
+from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 
 ROC_COLUMNS = ("model", "class", "fpr", "tpr")
 RocRow = tuple[str, int, float, float]  # a row of roc.csv
@@ -29,9 +28,7 @@ RocRow = tuple[str, int, float, float]  # a row of roc.csv
 def class_config(cfg: DictConfig, normal_class: int) -> DictConfig:
     """The training config (a `TrainConfig`) of the model for `normal_class`: its training and
     validation images are that class only, its outputs go to `<train_dir>/class_<c>`, its run is `anomaly/<model>/class_<c>`."""
-    training = OmegaConf.masked_copy(cfg, [field.name for field in fields(TrainConfig)])
-    class_cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), training)
-    OmegaConf.resolve(class_cfg)
+    class_cfg = config_part(cfg, TrainConfig)
     class_cfg.data.train_classes = [normal_class]
     class_cfg.output_dir = str(Path(cfg.train_dir) / f"class_{normal_class}")
     class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/class_{normal_class}"

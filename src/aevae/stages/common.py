@@ -6,11 +6,12 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from aevae import tracking
 from aevae.workspace import project_root
@@ -18,6 +19,15 @@ from aevae.workspace import project_root
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
+
+
+def config_part(cfg: Any, schema: type) -> DictConfig:
+    """The fields of dataclass `schema` in `cfg`, as a typed, resolved config of their own (the
+    training config of a stage that trains, such as one anomaly class or one reference seed)."""
+    part = OmegaConf.masked_copy(cfg, [field.name for field in fields(schema)])
+    typed = OmegaConf.merge(OmegaConf.structured(schema), part)
+    OmegaConf.resolve(typed)
+    return typed
 
 
 def params_of(cfg: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ Models are chosen on the validation split (best.ckpt); the test split is scored 
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm
 from aevae.io import write_json
 from aevae.models import load_model
 from aevae.stages import anomaly, train
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
 Metrics = dict[str, float]
 
@@ -43,9 +42,7 @@ def seed_config(cfg: DictConfig, schema: type, seed: int) -> DictConfig:
     """The `schema` part of `cfg` (a TrainConfig or AnomalyConfig) for one seed, its run named
     `<stage>/<recipe>/seed_<s>` and its outputs in `<train_dir>/seed_<s>` (the anomaly stage's
     class models in `classes/` there): only the recipe's metrics and protocol are reports."""
-    part = OmegaConf.masked_copy(cfg, [field.name for field in fields(schema)])
-    seeded = OmegaConf.merge(OmegaConf.structured(schema), part)
-    OmegaConf.resolve(seeded)
+    seeded = config_part(cfg, schema)
     seeded.seed = seed
     seeded.logger.run_name = f"{cfg.stage}/{cfg.recipe}/seed_{seed}"
     seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
