@@ -83,6 +83,19 @@ def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
     assert loss_drop_per_epoch([5.0, 5.0, 5.0, 5.5]) < 0  # rising again
 
 
+def test_plateau_metrics_tell_a_levelled_off_loss_from_a_falling_one():
+    from aevae.callbacks import LEVELLED_OFF_PERCENT, plateau_metrics
+
+    falling = plateau_metrics([120.0, 112.0, 111.0, 110.0, 109.0])  # 1 nat per epoch at 109: 0.92%
+    assert falling["val/loss_drop_percent_per_epoch"] == pytest.approx(100 / 109)
+    assert falling["val/levelled_off"] == 0.0
+    flat = plateau_metrics([120.0, 104.6, 104.55, 104.5, 104.45])  # 0.05 nats per epoch: 0.048%
+    assert flat["val/loss_drop_percent_per_epoch"] < LEVELLED_OFF_PERCENT
+    assert flat["val/levelled_off"] == 1.0
+    assert plateau_metrics([-50.0, -60.0, -61.0, -61.0])["val/loss_drop_percent_per_epoch"] > 0  # a gaussian NLL below 0 still falling
+    assert plateau_metrics([5.0, 5.0, 5.0, 5.5])["val/levelled_off"] == 1.0  # rising again: not falling
+
+
 def test_checkpoints_are_the_same_bytes_wherever_the_run_lives(tmp_path):
     """DVC hashes the checkpoint directory: two runs of one config in different directories (two
     clones) must write identical files, with no absolute path or MLflow run id inside."""

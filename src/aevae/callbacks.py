@@ -30,6 +30,22 @@ def loss_drop_per_epoch(losses: list[float], window: int = PLATEAU_EPOCHS) -> fl
     return (losses[-1 - span] - losses[-1]) / span
 
 
+LEVELLED_OFF_PERCENT = 0.1  # validation loss has levelled off when it falls by less than this % of itself per epoch
+
+
+def plateau_metrics(losses: list[float]) -> dict[str, float]:
+    """Whether validation loss was still falling when training ended: `val/loss_drop_per_epoch`,
+    the same as a percentage of the final loss, and `val/levelled_off` (1.0 when that percentage
+    is below `LEVELLED_OFF_PERCENT`, else 0.0)."""
+    drop = loss_drop_per_epoch(losses)
+    percent = 100.0 * drop / abs(losses[-1]) if losses and losses[-1] else 0.0
+    return {
+        "val/loss_drop_per_epoch": drop,
+        "val/loss_drop_percent_per_epoch": percent,
+        "val/levelled_off": float(percent < LEVELLED_OFF_PERCENT),
+    }
+
+
 class RelocatableCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint whose saved state holds its paths relative to its directory, so that a
     checkpoint's bytes do not depend on where the project is checked out (DVC hashes them).
@@ -116,7 +132,7 @@ class FitOutputs(L.Callback):
         metrics["best/val_loss"] = float(best) if best is not None else float("nan")
         metrics["epochs"] = float(trainer.current_epoch)
         history = next(callback for callback in trainer.callbacks if isinstance(callback, EpochHistory))
-        metrics["val/loss_drop_per_epoch"] = loss_drop_per_epoch([row["val/loss"] for row in history.rows if "val/loss" in row])
+        metrics |= plateau_metrics([row["val/loss"] for row in history.rows if "val/loss" in row])
         images = trainer.datamodule.split("test")[0][:N_FIGURE_IMAGES].to(pl_module.device)
         with torch.no_grad():
             recon = pl_module.eval().reconstruct(images)

@@ -228,9 +228,13 @@ def open_run(
 
 def attach_lightning_logger(run: Run) -> Any:
     """A Lightning `MLFlowLogger` that logs into the open `run` (False when tracking is off).
-    Metrics are queued; ending the run flushes them."""
+    Metrics are queued; ending the run flushes them. The queue's thread drains a buffer once a
+    second (MLflow's `MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS`): without it, each run's end waits
+    out the thread's 1 s poll of an empty queue (about 1.5 s per training, measured)."""
     if not run.client:
         return False
     from lightning.pytorch.loggers import MLFlowLogger
+
+    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
 
     return MLFlowLogger(tracking_uri=run.uri, run_id=run.run_id, synchronous=False)
