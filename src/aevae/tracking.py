@@ -230,7 +230,7 @@ def attach_lightning_logger(run: Run) -> Any:
     """A Lightning `MLFlowLogger` that logs into the open `run` (False when tracking is off).
     Metrics are queued; ending the run flushes them. The queue's thread drains a buffer once a
     second (MLflow's `MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS`): without it, each run's end waits
-    out the thread's 1 s poll of an empty queue (about 1.5 s per training, measured)."""
+    out the thread's 1 s poll of an empty queue (about 1 s per training: benchmarks/run_end.py)."""
     if not run.client:
         return False
     from lightning.pytorch.loggers import MLFlowLogger
