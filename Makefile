@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY ?= true  # `make ui` too (the stages set it themselves: aevae.tracking)
 # `make remote`: the directory that `dvc push` fills and `dvc pull` reads (for a team: a shared file system)
 DVC_STORE ?= ../aevae-dvc-store
 # `make exps`: the columns of `dvc exp show` to keep (a regular expression over the column names)

@@ -20,3 +20,11 @@ def test_run_end_benchmark_runs_both_variants_and_prints_the_saving(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mlflow default (0)" in result.stdout and "aevae (1)" in result.stdout and "default/aevae = " in result.stdout
     assert list(tmp_path.iterdir()) == []  # the store and the runs live in a temporary directory
+
+
+def test_process_exit_benchmark_runs_both_variants_and_prints_the_saving(tmp_path):
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "process_exit.py"), "--repeats", "1"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "as it comes" in result.stdout and "gc.freeze() last (aevae)" in result.stdout and "saved per process: " in result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,10 @@
-"""Training against a real `mlflow server` over HTTP, and a clear, fast failure without one."""
+"""Training against a real `mlflow server` over HTTP, a clear, fast failure without one, and no
+MLflow telemetry from the stages."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +51,14 @@ def test_unreachable_tracking_server_fails_fast_naming_it(make_config):
         train(cfg)
     assert time.monotonic() - start < 5
     assert not (Path(cfg.output_dir) / "checkpoints").exists()  # no work started
+
+
+@pytest.mark.parametrize(("user_value", "disabled"), [(None, True), ("false", False)])
+def test_stages_keep_mlflow_telemetry_off_unless_the_user_turns_it_on(user_value, disabled):
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_DISABLE_TELEMETRY"}
+    if user_value is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = user_value
+    code = "import aevae.stages.train, mlflow; from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY as v; print(v.get())"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(disabled)

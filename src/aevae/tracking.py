@@ -24,6 +24,9 @@ GROUP_TAG = "aevae.group"
 ROLE_TAG = "aevae.role"
 PARENT_TAG = "mlflow.parentRunId"
 SQLITE = "sqlite:///"
+# MLflow's usage telemetry (a fetch and uploads from its first import) stays off unless a user sets
+# MLFLOW_DISABLE_TELEMETRY=false: a run reaches no network beyond its tracking URI
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri(configured: str | None, root: Path) -> str:
