@@ -31,8 +31,8 @@ remote: setup
 exps: setup
 	$(VENV)/bin/dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
 
-test: setup
-	$(PY) -m pytest
+test: setup  # one pytest-xdist worker per CPU; the tests of the shared study stay on one worker
+	$(PY) -m pytest -n auto
 
 bench: setup
 	$(PY) benchmarks/throughput.py

@@ -90,6 +90,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             session.config.stash[REPO_STATE] = state
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n` (pytest-xdist, `--dist loadgroup`), every test that uses the shared
+    study runs on one worker, in file order: the study is made once and its tests change it."""
+    for item in items:
+        if "study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("study"))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     before = session.config.stash.get(REPO_STATE, None)
     after = repo_paths() if before is not None else None
@@ -194,6 +203,11 @@ def study_env() -> dict[str, str]:
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     """A git repository holding a copy of the project with tiny params, after one `dvc repro`
     (its MLflow store: `mlflow.db` in the repository). Tests may change it; they run in order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' temporary directories share one parent
+        try:
+            (tmp_path_factory.getbasetemp().parent / "study.built").touch(exist_ok=False)
+        except FileExistsError:
+            pytest.fail("a second pytest-xdist worker builds the study: its tests must share one worker (--dist loadgroup)")
     repo = tmp_path_factory.mktemp("study")
     copy_project(repo)
     set_params(repo / "params.yaml", STUDY_PARAMS)
