@@ -94,6 +94,7 @@ def test_plateau_metrics_tell_a_levelled_off_loss_from_a_falling_one():
     assert flat["val/levelled_off"] == 1.0
     assert plateau_metrics([-50.0, -60.0, -61.0, -61.0])["val/loss_drop_percent_per_epoch"] > 0  # a gaussian NLL below 0 still falling
     assert plateau_metrics([5.0, 5.0, 5.0, 5.5])["val/levelled_off"] == 1.0  # rising again: not falling
+    assert plateau_metrics([140.0])["val/levelled_off"] == 0.0  # one epoch shows no trend
 
 
 def test_checkpoints_are_the_same_bytes_wherever_the_run_lives(tmp_path):

@@ -36,13 +36,13 @@ LEVELLED_OFF_PERCENT = 0.1  # validation loss has levelled off when it falls by 
 def plateau_metrics(losses: list[float]) -> dict[str, float]:
     """Whether validation loss was still falling when training ended: `val/loss_drop_per_epoch`,
     the same as a percentage of the final loss, and `val/levelled_off` (1.0 when that percentage
-    is below `LEVELLED_OFF_PERCENT`, else 0.0)."""
+    is below `LEVELLED_OFF_PERCENT`, else 0.0; 0.0 after a single epoch, which shows no trend)."""
     drop = loss_drop_per_epoch(losses)
     percent = 100.0 * drop / abs(losses[-1]) if losses and losses[-1] else 0.0
     return {
         "val/loss_drop_per_epoch": drop,
         "val/loss_drop_percent_per_epoch": percent,
-        "val/levelled_off": float(percent < LEVELLED_OFF_PERCENT),
+        "val/levelled_off": float(len(losses) > 1 and percent < LEVELLED_OFF_PERCENT),
     }
 
 
