@@ -40,16 +40,16 @@ TINY = [
 # The study with tiny params: every stage runs, in a few minutes on two cores.
 STUDY_PARAMS = {
     "data.name": "digits",  # the quick variant; the default study runs MNIST
-    "models.ae.epochs": 2,
-    "models.dae.epochs": 1,
-    "models.vae.epochs": 2,
-    "models.beta_vae.epochs": 1,
-    "classifier.epochs": 1,
+    "models.ae.max_epochs": 2,
+    "models.dae.max_epochs": 1,
+    "models.vae.max_epochs": 2,
+    "models.beta_vae.max_epochs": 1,
+    "classifier.max_epochs": 1,
     "evaluate.iw_samples": 8,
-    "anomaly.normal_classes": "0,1",
-    "anomaly.epochs": 1,
+    "anomaly.normal_classes": [0, 1],
+    "anomaly.max_epochs": 1,
     "anomaly.iw_samples": 4,
-    "probe.labels_per_class": "1,5",
+    "probe.labels_per_class": [1, 5],
     "probe.repeats": 2,
 }
 SERVER_START_TIMEOUT_S = 90

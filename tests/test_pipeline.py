@@ -3,14 +3,16 @@ the `study` fixture of conftest.py)."""
 
 import json
 import re
+import subprocess
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from conftest import run_command as run
 
-OTHER_STAGES = {"prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
-VAE_BRANCH = {"train@vae", "anomaly@vae", "evaluate", "probe", "report"}
+OTHER_STAGES = {"configure", "prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
+VAE_BRANCH = {"configure", "train@vae", "anomaly@vae", "evaluate", "probe", "report"}
 MODELS = ("ae", "dae", "vae", "beta_vae")
 # what DVC itself prints around the stages' own lines
 DVC_LINES = ("Running stage", "> ", "Updating lock file", "To track the changes", "To enable auto staging", "\tgit add", "\tdvc config", "Use `dvc push`")
@@ -79,26 +81,78 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
 
 
 @pytest.mark.slow
-def test_a_data_config_change_marks_every_stage_that_composes_it(study):
+@pytest.mark.parametrize(
+    "path, old, new, marked",
+    [
+        ("conf/data/digits.yaml", "batch_size: 64", "batch_size: 32", {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "prepare", "classifier", "evaluate", "probe"}),
+        ("src/aevae/report.py", '"""The study report', '"""The report', {"report"}),
+    ],
+    ids=["data config", "report code"],
+)
+def test_a_code_or_config_change_marks_exactly_the_stages_that_read_it(study, path, old, new, marked):
     repo, env, _ = study
-    conf = repo / "conf/data/digits.yaml"
-    original = conf.read_text()
-    conf.write_text(original.replace("batch_size: 64", "batch_size: 32"))
+    file = repo / path
+    original = file.read_text()
+    file.write_text(original.replace(old, new))
     try:
+        run(["dvc", "repro", "configure"], repo, env)
         status = json.loads(run(["dvc", "status", "--json"], repo, env).strip().splitlines()[-1])
     finally:
-        conf.write_text(original)
-    expected = {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "evaluate", "probe"}
-    assert expected <= set(status), status
+        file.write_text(original)
+        run(["dvc", "repro", "configure"], repo, env)
+    assert set(status) == marked, status
     assert "up to date" in run(["dvc", "status"], repo, env).lower()
 
 
+def latest_run(repo, name: str):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("aevae").experiment_id
+    return client.search_runs([experiment], f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+
+
 @pytest.mark.slow
-def test_a_vae_param_reruns_only_the_vae_branch(study):
+def test_a_vae_param_reaches_its_run_and_reruns_only_the_vae_branch(study):
     repo, env, _ = study
-    output = run(["dvc", "exp", "run", "-S", "models.vae.latent_dim=3"], repo, env)
+    output = run(["dvc", "exp", "run", "-S", "models.vae.lr=0.003"], repo, env)
     assert stages_run(output) == VAE_BRANCH
-    assert "models.vae.latent_dim" in run(["dvc", "params", "diff"], repo, env)
+    assert "models.vae.lr" in run(["dvc", "params", "diff"], repo, env)
+    assert latest_run(repo, "train/vae").data.params["model.lr"] == "0.003"
+    assert latest_run(repo, "anomaly/vae/class_0").data.params["model.lr"] == "0.003"
+
+
+@pytest.mark.slow
+def test_only_the_main_trainings_rerun_when_their_epochs_change(study):
+    repo, env, _ = study
+    output = run(["dvc", "exp", "run", "-S", "train.max_epochs=1", "-S", "models.ae.max_epochs=1"], repo, env)
+    assert stages_run(output) == {"configure", "train@ae", "evaluate", "probe", "report"}  # the one-class models keep anomaly.max_epochs
+
+
+def outputs_bytes(repo) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "reports") for p in sorted((repo / d).rglob("*")) if p.is_file()} | {
+        "dvc.lock": (repo / "dvc.lock").read_bytes()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-S", "+seeed=1"], "error: params.yaml seeed: unknown key (did you mean seed?)"),
+        (["-S", "+models.vae.lrr=0.003"], "error: params.yaml models.vae.lrr: not a key of vae's model, net, trainer or data config (did you mean lr?)"),
+        (["-S", "models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
+        (["-S", "models.vae.lrr=0.003"], "Could not override 'models.vae.lrr'"),  # refused by DVC itself: a key params.yaml lacks needs `+`
+    ],
+    ids=["top-level typo", "entry typo", "wrong type", "typo without +"],
+)
+def test_a_bad_param_fails_in_one_line_and_changes_nothing(study, args, message):
+    repo, env, _ = study
+    before = outputs_bytes(repo)
+    result = subprocess.run(["dvc", "exp", "run", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    run(["git", "checkout", "params.yaml"], repo, env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output and len([line for line in output.splitlines() if line.startswith("error:")]) <= 1, output
+    assert outputs_bytes(repo) == before
 
 
 @pytest.mark.slow
@@ -122,3 +176,33 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     assert pipeline.data.metrics == pytest.approx(headline)  # the runs table compares reproductions
     summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary
+
+
+@pytest.mark.slow
+def test_a_model_added_or_removed_in_params_is_the_only_edit(study):
+    """Last: it changes the study's list of models."""
+    repo, env, _ = study
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    models = params["models"]
+    models["vae32"] = {**models["vae"], "latent_dim": 32, "max_epochs": 1}
+    del models["dae"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run(["dvc", "repro"], repo, env)
+    assert {"train@vae32", "anomaly@vae32", "evaluate", "probe", "report"} <= stages_run(output)
+    shown, _ = json.JSONDecoder().raw_decode(run(["dvc", "metrics", "show", "--json"], repo, env))
+    files = shown[""]["data"]
+    assert "models/vae32/metrics.json" in files and not any("dae" in name.replace("beta_vae", "") for name in files)
+    metrics = {key for file in files.values() for key in file["data"]}
+    assert {"vae32/test/nll_iwae", "anomaly/vae32/auroc/mean", "probe/vae32/n5/acc_mean"} <= metrics
+    assert not [key for key in metrics if key.startswith(("dae/", "anomaly/dae/", "probe/dae/"))]
+    report = (repo / "reports/report.md").read_text()
+    assert "| use | better | ae | vae | beta_vae | vae32 | pca |" in report
+    tables = [line for line in report.splitlines() if line.startswith("| metric |")]
+    assert all("dae |" not in line.replace("beta_vae", "") for line in tables) and any("vae32" in line for line in tables)
+    assert "vae32/test/nll_iwae" in json.loads((repo / "reports/summary.json").read_text())
+    plots = run(["dvc", "plots", "show", "--json"], repo, env)
+    assert "models/vae32/history.csv" in plots and "reports/anomaly/vae32/roc.csv" in plots and "models/dae/" not in plots
+    trained = latest_run(repo, "train/vae32")
+    assert trained.data.tags["aevae.model"] == "vae32" and trained.data.params["model.latent_dim"] == "32"
+    assert latest_run(repo, "anomaly/vae32").data.metrics["anomaly/vae32/auroc/mean"] > 0
+    assert "up to date" in run(["dvc", "status"], repo, env).lower()

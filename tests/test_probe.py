@@ -127,10 +127,11 @@ def test_bad_probe_config_is_rejected(make_config, override, key):
 def test_pca_size_comes_from_the_models_or_the_config(checkpoints):
     models = {name: load_model(path) for name, path in checkpoints.items()}
     assert resolve_pca_components(None, models) == 4
-    models["small"] = build_model({**models["ae"].hparams["model"], "latent_dim": 3}, models["ae"].hparams["net"], (1, 8, 8))
-    with pytest.raises(ConfigError, match="^pca_components: .*'small': 3"):
-        resolve_pca_components(None, models)
+    models["large"] = build_model({**models["ae"].hparams["model"], "latent_dim": 6}, models["ae"].hparams["net"], (1, 8, 8))
+    assert resolve_pca_components(None, models) == 6  # the largest code when the sizes differ
     assert resolve_pca_components(7, models) == 7
+    with pytest.raises(ConfigError, match="^pca_components: "):
+        resolve_pca_components(None, {})
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
 
 import gc
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,41 +13,17 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import register_configs
-from aevae.errors import AevaeError
+from aevae.errors import AevaeError, hydra_message
 from aevae.logs import one_line_warnings, quiet_libraries
 
 EXIT_USER_ERROR = 2
 SWEEP_FLAGS = ("-m", "--multirun")
-# Hydra lists a config group's options one per line, indented, after this header
-GROUP_OPTIONS = re.compile(r"^(Available options in '[^']+':)\n((?:\t.*\n?)*)", re.MULTILINE)
 
 
 def fail(message: str) -> None:
     """Print `error: <message>` on one line and exit with status 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)
-
-
-def group_options(message: str) -> str:
-    """Hydra's list of a group's options on the header's line: `...: ae, dae, vae` (schemas left out)."""
-
-    def joined(match: re.Match) -> str:
-        options = [option for option in match.group(2).split() if not option.endswith("_schema")]
-        return f"{match.group(1)} {', '.join(options)}\n"
-
-    return GROUP_OPTIONS.sub(joined, message)
-
-
-def hydra_message(exc: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages, as one line that names the key or option."""
-    lines = []
-    while exc is not None:
-        lines += [line.strip() for line in group_options(str(exc)).splitlines() if line.strip()]
-        exc = exc.__cause__
-    wanted = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type=", "Error merging override", "Could not override"))]
-    overrides = [line for line in lines if line.startswith(("Could not override", "Error merging override"))]
-    parts = list(dict.fromkeys((overrides[:1] + wanted[:2]) or lines[:1]))
-    return " ".join(parts)
 
 
 def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
@@ -64,14 +39,30 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> N
         fail(hydra_message(exc))
 
 
+def expand_override_files(args: list[str]) -> list[str]:
+    """`@<file>` arguments replaced by the file's lines (one override each; blank lines and
+    `#` comments left out), as the configure stage writes them for `dvc repro`."""
+    expanded = []
+    for arg in args:
+        if not arg.startswith("@"):
+            expanded.append(arg)
+            continue
+        path = Path(arg[1:])
+        if not path.is_file():
+            fail(f"{path}: overrides file not found (`dvc repro` writes it in its configure stage)")
+        expanded += [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return expanded
+
+
 def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
-    """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml`. A train stage's
-    `objective` metric goes back to Hydra's sweeper."""
+    """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml` and the command
+    line's overrides (`@<file>`: those of a file). A train stage's `objective` metric goes back
+    to Hydra's sweeper."""
     register_configs()
     quiet_libraries()
     one_line_warnings()
     conf_dir = Path(sys.argv[0]).resolve().parents[1] / "conf"
-    args = sys.argv[1:]
+    sys.argv[1:] = args = expand_override_files(sys.argv[1:])
     if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:
         check_overrides(conf_dir, config_name, [arg for arg in args if not arg.startswith("-")])
 

@@ -168,6 +168,20 @@ def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, t
     return save_png(fig, path)
 
 
+def save_loss_curves(histories: Mapping[str, Path], path: str | Path, column: str = "val/loss") -> Path:
+    """`column` of each model's history.csv against the epoch, one line per model (log y: the
+    models' losses differ by a factor of two and their last epochs by under a percent)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, csv_path in histories.items():
+        history = pd.read_csv(csv_path)
+        ax.plot(history["epoch"], history[column], marker=".", label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=f"{column} (nats per image)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, ax, f"{column} per epoch (validation split)", path)
+
+
 def plot_metric(frame: pd.DataFrame, x: str, y: str, line: str, ascending: bool) -> Any:
     """`y` against `x`, one line per value of `line`. Where several runs share a point (other
     params differ), the best one is drawn: the lowest `y` when `ascending`, else the highest."""

@@ -13,3 +13,8 @@ def project_root(cwd: Path | None = None) -> Path:
     cwd = (cwd or Path.cwd()).resolve()
     text = str(cwd)
     return Path(text.split(DVC_TEMP_DIR, 1)[0]) if DVC_TEMP_DIR in text else cwd
+
+
+def best_checkpoint(model_dir: str | Path) -> Path:
+    """The checkpoint that a training in `model_dir` keeps as its best (what later stages read)."""
+    return Path(model_dir) / "checkpoints" / "best.ckpt"

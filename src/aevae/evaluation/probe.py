@@ -21,13 +21,13 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from aevae.data.subsets import Budget, labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.pca import fit_pca
 from aevae.models import BaseAutoencoder
 
 ALL_LABELS = "all"
-Budget = int | None  # labelled images per class; None: every training label
 FeaturePair = tuple[np.ndarray, np.ndarray]  # (train features, test features)
 METRIC_NAME = re.compile(r"^probe/(?P<feature>[^/]+)/(?P<budget>[^/]+)/acc_(?P<stat>mean|std)$")
 
@@ -53,19 +53,6 @@ def check_budgets(train_labels: np.ndarray, budgets: Sequence[Budget]) -> None:
                 f"labels_per_class: a budget of {budget} labels per class exceeds the "
                 f"{counts[smallest]} training images of class {classes[smallest]}"
             )
-
-
-def labelled_subset(train_labels: np.ndarray, budget: Budget, seed: int) -> np.ndarray:
-    """Sorted indices into the training split: `budget` images of every class, drawn with `seed`.
-
-    Each class is shuffled once per seed and its first `budget` images are taken, so for one seed
-    a smaller budget's subset lies inside a larger one's.
-    """
-    if budget is None:
-        return np.arange(len(train_labels))
-    rng = np.random.default_rng(seed)
-    picks = [rng.permutation(np.flatnonzero(train_labels == c))[:budget] for c in np.unique(train_labels)]
-    return np.sort(np.concatenate(picks))
 
 
 # --- features ----------------------------------------------------------------------------------
@@ -100,13 +87,13 @@ def probe_features(
 
 
 def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAutoencoder]) -> int:
-    """The configured number of PCA components, else the models' common latent size."""
+    """The configured number of PCA components, else the models' latent size (the largest when
+    they differ: a baseline with a code at least as large as every model's)."""
     if configured is not None:
         return configured
-    sizes = {name: model.cfg.latent_dim for name, model in models.items()}
-    if len(set(sizes.values())) != 1:
-        raise ConfigError(f"pca_components: cannot take it from the models' latent sizes {sizes}; set it")
-    return next(iter(sizes.values()))
+    if not models:
+        raise ConfigError("pca_components: no model to take it from; set it")
+    return max(model.cfg.latent_dim for model in models.values())
 
 
 # --- the protocol ------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""The study's `params.yaml`: its schema, and how a model's entry becomes the Hydra overrides of
+its training.
+
+A key of `train` (shared by every model) or of a `models.<name>` entry is any key of the
+training config's `model`, `net`, `trainer` or `data` section, written without the section
+(`lr`, `beta`, `hidden_dims`, `max_epochs`, `precision`, `batch_size`); `model` and `net` choose
+the config options (`model: vae`, `net: conv`). Keys that hold for the whole study (the data
+set, the split, the seed) live at the top of `params.yaml` only.
+"""
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from aevae.config import Dataset
+from aevae.errors import ConfigError
+
+SECTIONS = ("model", "net", "trainer", "data")  # where an entry's keys are looked up, in this order
+CHOICES = ("model", "net")  # entry keys that choose a config option
+STUDY_WIDE = {"name", "label", "root", "prepared", "split_seed", "val_fraction", "test_fraction", "train_classes"}
+RESERVED_NAMES = {"classifier", "pca", "pixels", "corrupted"}  # folders and report columns of their own
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass
+class StudyData:
+    name: Dataset = MISSING  # mnist | digits
+    split_seed: int = MISSING
+
+
+@dataclass
+class ClassifierParams:
+    max_epochs: int = MISSING
+
+
+@dataclass
+class EvaluateParams:
+    iw_samples: int = MISSING
+
+
+@dataclass
+class AnomalyParams:
+    normal_classes: list[int] = MISSING
+    iw_samples: int = MISSING
+    max_epochs: int = MISSING
+
+
+@dataclass
+class ProbeParams:
+    labels_per_class: list[int] = MISSING
+    repeats: int = MISSING
+
+
+@dataclass
+class StudyParams:
+    """The keys of `params.yaml` (comments there say what each one does)."""
+
+    data: StudyData = MISSING
+    seed: int = MISSING
+    trainer: str = MISSING
+    pca_components: Optional[int] = MISSING
+    train: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = MISSING
+    classifier: ClassifierParams = MISSING
+    evaluate: EvaluateParams = MISSING
+    anomaly: AnomalyParams = MISSING
+    probe: ProbeParams = MISSING
+
+
+def nearest(key: str, valid: list[str]) -> str:
+    """` (did you mean X?)` for the closest of `valid`, or `` when none is close."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_keys(node: Any, schema: type, path: str) -> None:
+    """Refuse a key that `schema` does not declare, naming it and the nearest valid one."""
+    if not isinstance(node, Mapping):
+        return
+    declared = {f.name: f for f in fields(schema)}
+    for key, value in node.items():
+        where = f"{path}{key}"
+        if key not in declared:
+            raise ConfigError(f"params.yaml {where}: unknown key{nearest(str(key), list(declared))}; valid keys: {', '.join(declared)}")
+        kind = declared[key].type
+        if is_dataclass(kind):
+            _check_keys(value, kind, f"{where}.")
+
+
+def load(path: str | Path) -> StudyParams:
+    """`params.yaml` as a typed object; one-line ConfigError naming the key on an unknown key,
+    a wrong type or a model name that cannot name folders, runs and metrics."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found (run from the project's root)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    _check_keys(raw, StudyParams, "")
+    try:
+        params = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StudyParams), raw))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"params.yaml {key}: {str(exc).splitlines()[0]}") from exc
+    for name, entry in params.models.items():
+        if not NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise ConfigError(f"params.yaml models.{name}: a model's name is lower-case letters, digits and _ and not one of {', '.join(sorted(RESERVED_NAMES))}")
+        if not isinstance(entry, Mapping) or "model" not in entry:
+            raise ConfigError(f"params.yaml models.{name}: name its kind, `model: <an option of conf/model>`")
+    if not params.models:
+        raise ConfigError("params.yaml models: list at least one model")
+    return params
+
+
+def override_value(value: Any) -> str:
+    """`value` in Hydra's override grammar (strings quoted where a bare word would change type)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
+    text = str(value)
+    if re.fullmatch(r"[\w./\-]+", text) and yaml.safe_load(text) == text:
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def section_of(key: str, composed: DictConfig, where: str, name: str) -> str:
+    """The section of model `name`'s composed training config that holds entry key `key`."""
+    if key in STUDY_WIDE:
+        raise ConfigError(f"params.yaml {where}: holds for the whole study; set it at the top of params.yaml (data, seed)")
+    found = [section for section in SECTIONS if key in composed[section]]
+    if not found:
+        valid = sorted({k for section in SECTIONS for k in composed[section]} - STUDY_WIDE) + list(CHOICES)
+        raise ConfigError(f"params.yaml {where}: not a key of {name}'s model, net, trainer or data config{nearest(key, valid)}")
+    return found[0]
+
+
+def entry_keys(params: StudyParams, name: str) -> dict[str, tuple[str, Any]]:
+    """Model `name`'s training keys: `train`'s, then its entry's (which win), each with the
+    params.yaml path it was written at: key -> (path, value)."""
+    keys = {key: (f"train.{key}", value) for key, value in params.train.items()}
+    return keys | {key: (f"models.{name}.{key}", value) for key, value in params.models[name].items()}
