@@ -27,7 +27,7 @@ def train_command(output_dir: Path, tracking_uri: str) -> list[str]:
     ]
 
 
-def test_killed_training_resumes_into_the_same_run_and_ends_like_an_uninterrupted_one(tmp_path, tracking_uri):
+def test_killed_training_resumes_into_a_run_with_every_epoch_once_and_ends_like_an_uninterrupted_one(tmp_path, tracking_uri):
     interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
     process = subprocess.Popen(train_command(interrupted, tracking_uri), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -47,9 +47,12 @@ def test_killed_training_resumes_into_the_same_run_and_ends_like_an_uninterrupte
     assert (interrupted / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
-    assert len(runs) == 2  # the resumed training logged into its first run
-    assert {run.info.run_id for run in runs} >= {record["mlflow_run_id"]}
-    assert all(run.info.status == "FINISHED" for run in runs)
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)  # the interrupted run is deleted
+    (resumed_run,) = [run for run in runs if run.data.tags.get("aevae.resumed_from") == record["mlflow_run_id"]]
+    assert client.get_run(record["mlflow_run_id"]).info.lifecycle_stage == "deleted"
+    for run in runs:  # one point per epoch, no gap and no duplicate
+        steps = [point.step for point in client.get_metric_history(run.info.run_id, "val/loss")]
+        assert len(steps) == 4 and len(set(steps)) == 4, steps
 
 
 class NaNAfterFirstEpoch(Autoencoder):
@@ -112,3 +115,91 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
         write_atomic(target, fail_halfway)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def run_train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "pipelines/train.py", "trainer=debug", "net.hidden_dims=[16]", "model.latent_dim=2", "logger=none",
+         f"hydra.run.dir={tmp_path / 'hydra'}", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def one_error_line(result: subprocess.CompletedProcess, *named: str) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert all(name in lines[0] for name in named), lines[0]
+    return lines[0]
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file() and path.name != ".lock"}
+
+
+def test_a_truncated_last_checkpoint_is_set_aside_and_training_resumes_from_best(tmp_path):
+    out = tmp_path / "vae"
+    assert run_train(tmp_path, "model=vae", "trainer.max_epochs=2", f"output_dir={out}").returncode == 0
+    record = out / "checkpoints" / "run.json"
+    record.write_text(record.read_text().replace('"finished": true', '"finished": false'))  # as if killed
+    last = out / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])  # what a kill in the middle of a plain write leaves
+    result = run_train(tmp_path, "model=vae", "trainer.max_epochs=3", f"output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "could not be read" in output and "last.ckpt.corrupt" in output and "resuming from" in output and "best.ckpt" in output, output
+    assert (out / "checkpoints" / "last.ckpt.corrupt").is_file() and json.loads((out / "metrics.json").read_text())["epochs"] == 3.0
+
+
+def test_a_second_trainer_of_a_folder_is_refused_with_the_holders_pid(tmp_path):
+    out = tmp_path / "vae"
+    first = subprocess.Popen(train_command(out, f"sqlite:///{tmp_path / 'mlflow.db'}") + ["trainer.max_epochs=40"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "run.json").exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        one_error_line(run_train(tmp_path, "model=vae", f"output_dir={out}"), str(out), f"pid {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_training_into_another_models_folder_is_refused_and_deletes_nothing(tmp_path):
+    out = tmp_path / "vae"
+    assert run_train(tmp_path, "model=vae", f"output_dir={out}").returncode == 0
+    before = folder_bytes(out)
+    one_error_line(run_train(tmp_path, "model=ae", f"output_dir={out}"), str(out), "'vae'", "'ae'")
+    assert folder_bytes(out) == before
+
+
+def test_a_truncated_prepared_file_is_one_line_and_deletes_nothing(tmp_path):
+    prepared, out = tmp_path / "digits.pt", tmp_path / "ae"
+    subprocess.run([sys.executable, "pipelines/prepare.py", f"output={prepared}", f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
+    assert run_train(tmp_path, "model=ae", f"data.prepared={prepared}", f"output_dir={out}").returncode == 0
+    before = folder_bytes(out)
+    prepared.write_bytes(prepared.read_bytes()[:3000])
+    one_error_line(run_train(tmp_path, "model=ae", f"data.prepared={prepared}", "trainer.max_epochs=2", f"output_dir={out}"), str(prepared), "truncated or corrupt")
+    assert folder_bytes(out) == before
+
+
+def test_a_corrupt_checkpoint_given_to_evaluate_is_one_line_without_unsafe_advice(tmp_path):
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"PK\x03\x04 not a checkpoint")
+    result = subprocess.run(
+        [sys.executable, "pipelines/evaluate.py", f"+models.ae={checkpoint}", "logger=none", f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "weights_only=False" not in one_error_line(result, str(checkpoint), "not a readable checkpoint")
+
+
+def test_an_immutable_store_is_one_line_naming_it(tmp_path):
+    store = tmp_path / "mlflow.db"
+    assert run_train(tmp_path, "model=ae", f"output_dir={tmp_path / 'first'}", "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}").returncode == 0
+    if subprocess.run(["chattr", "+i", str(store)], capture_output=True).returncode != 0:  # immutable: even root cannot write it
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = run_train(tmp_path, "model=ae", f"output_dir={tmp_path / 'second'}", "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}")
+    finally:
+        subprocess.run(["chattr", "-i", str(store)], check=True)
+    one_error_line(result, str(store), "cannot record runs")

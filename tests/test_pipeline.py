@@ -2,8 +2,12 @@
 the `study` fixture of conftest.py)."""
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -176,6 +180,47 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     assert pipeline.data.metrics == pytest.approx(headline)  # the runs table compares reproductions
     summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary
+
+
+def training_processes(repo) -> list[int]:
+    """Processes whose command line runs the train entry point of `repo`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if "pipelines/train.py" in command and cwd == str(repo):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.slow
+def test_killing_dvc_ends_its_training_and_the_rerun_logs_each_epoch_once(study):
+    repo, env, _ = study
+    epochs = 60
+    run(["dvc", "exp", "run", "-S", f"models.vae.max_epochs={epochs}", "configure"], repo, env)
+    dvc = subprocess.Popen(["dvc", "repro", "train@vae"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = repo / "models/vae/checkpoints/last.ckpt"
+    started = history.stat().st_mtime if history.exists() else 0
+    deadline = time.monotonic() + 300
+    while not (history.exists() and history.stat().st_mtime > started + 1):  # a few epochs in
+        assert dvc.poll() is None and time.monotonic() < deadline, "the training ended before it could be killed"
+        time.sleep(0.1)
+    os.kill(dvc.pid, signal.SIGKILL)  # dvc alone: its shell and training are left to notice
+    dvc.wait()
+    killed_at = time.monotonic()
+    while training_processes(repo) and time.monotonic() < killed_at + 5:
+        time.sleep(0.2)
+    assert not training_processes(repo), "a training outlived the dvc that started it by 5 s"
+    run(["dvc", "repro", "train@vae"], repo, env)
+    rows = (repo / "models/vae/history.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == epochs
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    resumed = latest_run(repo, "train/vae")
+    steps = [point.step for point in client.get_metric_history(resumed.info.run_id, "val/loss")]
+    assert len(steps) == epochs and len(set(steps)) == epochs
 
 
 @pytest.mark.slow

@@ -24,19 +24,25 @@ LAYERS = {
     "aevae.io": 0,
     "aevae.workspace": 0,
     "aevae.logs": 0,
+    "aevae.code_deps": 0,
+    "aevae.ownership": 0,
     "aevae.nets": 1,
     "aevae.data": 1,
     "aevae.tracking": 1,
     "aevae.plots": 1,
     "aevae.devices": 1,
     "aevae.resume": 1,
+    "aevae.checkpoints": 1,
     "aevae.models": 2,
     "aevae.sweeps": 2,
     "aevae.config": 3,
+    "aevae.study": 3,
     "aevae.evaluation": 3,
     "aevae.callbacks": 3,
     "aevae.report": 3,
     "aevae.reference_table": 3,
+    "aevae.mlflow_model": 3,
+    "aevae.mlflow_model_code": 3,
     "aevae.stages": 4,
     "aevae.entry": 5,
 }
@@ -106,18 +112,23 @@ def test_entry_points_hold_no_logic(entry_point):
 
 
 # the pipelines; their stages run from the repository root (the reference study sets `wdir: ../..`)
-DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml"]
+DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml", "studies/sprites/dvc.yaml"]
 
 
 def dvc_stages() -> dict[str, dict]:
-    """`<dvc file>:<stage>` -> the stage, with the file's `${lib}` variable expanded in its deps."""
+    """`<dvc file>:<stage>` -> the stage, with the file's `${lib}` variable expanded in its deps.
+    A stage that reads an overrides file of the configure stage (`@overrides/...`) depends on
+    the code through that file: its deps are the configure stage's."""
     stages = {}
     for name in DVC_FILES:
         pipeline = yaml.safe_load((REPO_ROOT / name).read_text())
-        lib = next(item["lib"] for item in pipeline["vars"] if "lib" in item)
+        lib = next((item["lib"] for item in pipeline.get("vars", []) if "lib" in item), "")
+        configure = pipeline["stages"].get("configure", {}).get("deps", [])
         for stage_name, stage in pipeline["stages"].items():
             body = stage.get("do", stage)
-            stages[f"{name}:{stage_name}"] = {"cmd": body["cmd"], "deps": [dep.replace("${lib}", lib) for dep in body["deps"]]}
+            deps = [dep.replace("${lib}", lib) for dep in body["deps"]]
+            if stage_name != "configure" and "python pipelines/" in body["cmd"]:
+                stages[f"{name}:{stage_name}"] = {"cmd": body["cmd"], "deps": configure if " @overrides/" in body["cmd"] else deps}
     return stages
 
 

@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from aevae.models import load_model
 from aevae.stages.train import run as train
 from conftest import TINY
+from untrained import IMPROVED, untrained_model, validation_metrics
 
 CONV_TINY = ["net=conv", "net.channels=[4,8]", "net.hidden_dim=16"]
 
@@ -55,10 +56,15 @@ def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, mod
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
 @pytest.mark.parametrize("net", ["mlp", "conv"])
-def test_train_on_mnist(make_config, tracking_uri, mnist_root, model, net):
-    cfg = make_config([*tiny(net), "data=mnist", f"data.root={mnist_root}", f"model={model}"])
+def test_train_on_mnist(make_config, tracking_uri, tmp_path, mnist_root, model, net):
+    brief = ["trainer.limit_train_batches=40", "model.lr=3e-3"]  # 1,280 images: enough to learn something
+    cfg = make_config([*tiny(net), "data=mnist", f"data.root={mnist_root}", f"model={model}", *brief])
     metrics = train(cfg)
-    assert metrics["val/mse"] < 0.3
+    # against the same model before training, on the same validation images: an untrained net
+    # already scores val/mse 0.20-0.24 here, so a fixed bound such as 0.3 shows nothing
+    untrained = validation_metrics(untrained_model(load_model(tmp_path / "out" / "checkpoints" / "last.ckpt"), cfg.seed), cfg)
+    for term in ("loss", "mse"):
+        assert metrics[f"val/{term}"] <= IMPROVED * untrained[f"val/{term}"], (term, metrics, untrained)
     _, run = read_run(tracking_uri)
     assert run.data.tags["aevae.dataset"] == "mnist"
     assert run.data.params["data.name"] == "mnist"

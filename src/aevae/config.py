@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.errors import ConfigError
+from aevae.evaluation.conditional import SemiSupervisedConfig
 from aevae.models import MODELS
 from aevae.models.base import require
 from aevae.models.classifier import ClassifierConfig
@@ -27,6 +28,7 @@ from aevae.sweeps import register_resolvers
 class Dataset(StrEnum):
     digits = "digits"
     mnist = "mnist"
+    sprites = "sprites"  # generated: dSprites' factors of variation, each image's factors known
 
 
 class Binarization(StrEnum):
@@ -155,6 +157,14 @@ class GenerationConfig:
 
 
 @dataclass
+class ConfigureConfig:
+    params: str = MISSING  # the study's params.yaml
+    models_dir: str = MISSING  # the train stage's models/<name>/ folders
+    output_dir: str = MISSING  # the overrides files
+    stage: str = MISSING
+
+
+@dataclass
 class PrepareConfig:
     data: DataConfig = MISSING
     output: str = MISSING  # the prepared split file to write
@@ -269,6 +279,7 @@ class ReferenceTask(StrEnum):
     likelihood = "likelihood"  # a VAE's test -log p(x) by importance sampling, and its test ELBO
     one_class = "one_class"  # the anomaly stage's protocol, once per seed
     probe = "probe"  # classifiers on the posterior means with a few labels per class
+    semi_supervised = "semi_supervised"  # an ssvae's q(y|x) test accuracy and its samples of each class
 
 
 @dataclass
@@ -309,12 +320,16 @@ class ReferenceConfig(AnomalyConfig):
     protocol: str = MISSING  # the protocol in words, for protocol.json and the reference report
     published: list[PublishedNumber] = MISSING
     probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
+    semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
         if self.task == ReferenceTask.likelihood:
             require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+        if self.task == ReferenceTask.semi_supervised:
+            require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
+            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
 
 
 def check_budget(cfg: Any) -> None:
@@ -389,7 +404,6 @@ class ReportSummary:
     title: str = "Summary"
     text: Optional[str] = None
     files: list[MetricsFile] = field(default_factory=list)  # empty: every section's files
-    models: list[str] = MISSING  # columns, in order
     baselines: list[str] = field(default_factory=list)  # columns after the models
     rows: list[SummaryRow] = MISSING
 
@@ -397,10 +411,15 @@ class ReportSummary:
 @dataclass
 class ReportConfig:
     summary: Optional[ReportSummary] = MISSING  # the table the report opens with; null: none
-    models_dir: str = MISSING  # where the train stage wrote models/<label>/
+    models: list[str] = MISSING  # the model columns, in order; "{model}" in a path stands for each
+    models_dir: str = MISSING  # where the train stage wrote models/<name>/
     reports_dir: str = MISSING  # where the evaluate, anomaly and probe stages wrote their reports
-    roc_curves: dict[str, str] = MISSING  # anomaly stage label -> its roc.csv
+    roc_curves: str = MISSING  # each model's roc.csv (a path with "{model}")
     roc_figure: str = MISSING  # the ROC figure the report draws from them
+    histories: str = MISSING  # each model's history.csv (a path with "{model}")
+    loss_figure: str = MISSING  # the validation-loss figure the report draws from them
+    register: bool = MISSING  # register each model's logged MLflow model as aevae-<dataset>-<model>
+    checkpoints: str = MISSING  # each model's best checkpoint (a path with "{model}"): finds the run that logged it
     summary_json: str = MISSING  # the headline numbers (the summary's cells) as one metrics file
     title: str = MISSING
     dataset: str = MISSING
@@ -411,9 +430,75 @@ class ReportConfig:
     stage: str = MISSING
 
 
+@dataclass
+class ScoreConfig:
+    model_uri: str = MISSING  # runs:/<run id>/model, models:/<name>/<version>, or a checkpoint file
+    images: str = MISSING  # an .npy/.npz array or a folder of PNG files
+    result: Optional[str] = MISSING  # what to write per image; null: the model's default
+    batch_size: int = MISSING  # images per forward pass
+    tracking_uri: Optional[str] = MISSING  # the store of runs:/ and models:/ URIs; null: as for every run
+    output: str = MISSING  # .npy (the array) or .csv (a row per image)
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        require(self.output.endswith((".npy", ".csv")), "output", f"must end in .npy or .csv, got {self.output!r}")
+
+
+@dataclass
+class ScoresConfig:
+    mig_bins: int = MISSING  # equal-width bins per code dimension for the mutual information
+    dci_train_fraction: float = MISSING  # of the scored images, fit the DCI regressors; the rest test them
+    dci_estimators: int = MISSING  # boosting stages of each DCI regressor
+    factor_vae_batch: int = MISSING  # images sharing the fixed factor in one vote
+    factor_vae_train_votes: int = MISSING
+    factor_vae_eval_votes: int = MISSING
+    prune_variance: float = MISSING  # the FactorVAE score leaves out dimensions whose codes vary less
+
+    def __post_init__(self) -> None:
+        for key in ("mig_bins", "dci_estimators", "factor_vae_train_votes", "factor_vae_eval_votes"):
+            require(getattr(self, key) > 0, f"scores.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(self.factor_vae_batch >= 2, "scores.factor_vae_batch", f"must be >= 2 (a variance needs two), got {self.factor_vae_batch}")
+        require(0 < self.dci_train_fraction < 1, "scores.dci_train_fraction", f"must be in (0, 1), got {self.dci_train_fraction}")
+        require(self.prune_variance >= 0, "scores.prune_variance", f"must be >= 0, got {self.prune_variance}")
+
+
+@dataclass
+class PublishedRange:
+    metric: str = MISSING  # one of aevae.evaluation.disentanglement.SCORE_NAMES (checked by the stage)
+    low: float = MISSING
+    high: float = MISSING
+    source: str = MISSING  # paper, figure and setting
+
+
+@dataclass
+class DisentangleConfig:
+    data: DataConfig = MISSING
+    logger: LoggerConfig = MISSING
+    models: dict[str, str] = MISSING  # model name -> checkpoint
+    split: str = MISSING  # the split whose images are encoded and scored
+    scores: ScoresConfig = MISSING
+    traversal_steps: int = MISSING
+    traversal_range: float = MISSING  # offsets span +-range standard deviations of a dimension's codes
+    published: list[PublishedRange] = MISSING  # the report sets these beside ours
+    device: str = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    report: str = MISSING  # the Markdown report
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(len(self.models) > 0, "models", "name at least one checkpoint to score")
+        require(self.data.name == Dataset.sprites, "data.name", f"the scores need known factors of variation: use sprites, got {self.data.name}")
+        require(self.split in ("train", "val", "test"), "split", f"must be train, val or test, got {self.split!r}")
+        require(self.traversal_steps >= 2, "traversal_steps", f"must be >= 2, got {self.traversal_steps}")
+        require(self.traversal_range > 0, "traversal_range", f"must be > 0, got {self.traversal_range}")
+
+
 STAGE_SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "prepare": PrepareConfig,
+    "configure": ConfigureConfig,
     "classifier": ClassifierStageConfig,
     "evaluate": EvaluateConfig,
     "anomaly": AnomalyConfig,
@@ -422,6 +507,8 @@ STAGE_SCHEMAS: dict[str, type] = {
     "compare": CompareConfig,
     "reference": ReferenceConfig,
     "reference_report": ReferenceReportConfig,
+    "disentangle": DisentangleConfig,
+    "score": ScoreConfig,
 }
 GROUP_SCHEMAS: dict[str, type] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
 

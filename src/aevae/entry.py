@@ -1,7 +1,9 @@
 """The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
 mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
 
+import errno
 import gc
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +17,10 @@ from omegaconf.errors import OmegaConfBaseException
 from aevae.config import register_configs
 from aevae.errors import AevaeError, hydra_message
 from aevae.logs import one_line_warnings, quiet_libraries
+from aevae.ownership import end_with_parent
 
 EXIT_USER_ERROR = 2
+TRACEBACK_VARIABLE = "AEVAE_TRACEBACK"  # set (to 1): a failing stage shows the full traceback, not one line
 SWEEP_FLAGS = ("-m", "--multirun")
 
 
@@ -24,6 +28,13 @@ def fail(message: str) -> None:
     """Print `error: <message>` on one line and exit with status 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)
+
+
+def os_error_message(exc: OSError) -> str:
+    """A file-system failure (disk full, read-only or missing folder) as `<path>: <reason>; <what to do>`."""
+    path = exc.filename or "a file"
+    hint = {errno.ENOSPC: "free disk space and run again", errno.EACCES: "make it writable or choose another output_dir", errno.EROFS: "choose a writable output_dir"}
+    return f"{path}: {exc.strerror or exc}; {hint.get(exc.errno, 'check the path and run again')} (set {TRACEBACK_VARIABLE}=1 for the traceback)"
 
 
 def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
@@ -66,11 +77,15 @@ def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
     if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:
         check_overrides(conf_dir, config_name, [arg for arg in args if not arg.startswith("-")])
 
+    end_with_parent()
+
     def task(cfg: DictConfig) -> Any:
         try:
             result = stage(cfg)
-        except AevaeError as exc:
-            fail(str(exc))
+        except (AevaeError, OSError) as exc:
+            if os.environ.get(TRACEBACK_VARIABLE):
+                raise
+            fail(str(exc) if isinstance(exc, AevaeError) else os_error_message(exc))
         objective = cfg.get("objective")
         return result[objective] if objective and isinstance(result, dict) and objective in result else None
 

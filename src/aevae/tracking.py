@@ -22,6 +22,7 @@ DEFAULT_STORE = "mlflow.db"  # a SQLite file in the project's root
 MAX_PARAM_LENGTH = 250  # MLflow servers reject or truncate long param values
 GROUP_TAG = "aevae.group"
 ROLE_TAG = "aevae.role"
+RESUMED_TAG = "aevae.resumed_from"  # a resumed training's run: the interrupted run it replaces
 PARENT_TAG = "mlflow.parentRunId"
 SQLITE = "sqlite:///"
 # MLflow's usage telemetry (a fetch and uploads from its first import) stays off unless a user sets
@@ -159,6 +160,27 @@ class Run:
         if self.client:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def take_over(self, interrupted: str | None, history: list[Mapping[str, float]]) -> None:
+        """Continue an interrupted training's run: log the epochs its checkpoint has done (one
+        point per epoch and metric, at the step Lightning logged it), tag where they came from,
+        and delete the interrupted run, which may hold epochs past the checkpoint (soft delete:
+        `mlflow.MlflowClient().restore_run` brings it back)."""
+        if not self.client or not (interrupted or history):
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        logged_as = {"train/loss": "train/loss_epoch"}  # the history drops the `_epoch` Lightning logs it with
+        points = [Metric(logged_as.get(name, name), float(value), now, int(row["step"])) for row in history for name, value in row.items() if name != "step"]
+        for start in range(0, len(points), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=points[start : start + 1000])
+        if interrupted and interrupted != self.run_id:
+            self.client.set_tag(self.run_id, RESUMED_TAG, interrupted)
+            try:
+                self.client.delete_run(interrupted)
+            except Exception:  # noqa: BLE001 - already deleted, or in another store: nothing to take over
+                pass
+
     def parent(self) -> "Run":
         """The run this one is nested under (a no-op run when there is none)."""
         parent_id = self.client.get_run(self.run_id).data.tags.get(PARENT_TAG) if self.client else None
@@ -203,10 +225,26 @@ def open_run(
     if logger_cfg.name == "none":
         yield Run()
         return
+    try:
+        client, experiment, uri = connect(logger_cfg, root)
+        run_id = start_run(client, experiment, name, params, {**logger_cfg.tags, **(tags or {})}, group, parent, run_id)
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a read-only, locked or broken store: one line naming it
+        where = tracking_uri(logger_cfg.tracking_uri, root)
+        raise TrackingError(f"MLflow store {where}: cannot record runs ({str(exc).splitlines()[0][:200]}); make it writable, end the process that locks it, or set logger.tracking_uri") from exc
+    try:
+        yield Run(client, run_id, experiment, uri)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def start_run(client: Any, experiment: str, name: str, params: Mapping[str, Any] | None, all_tags: dict[str, str], group: str | None, parent: str | None, run_id: str | None) -> str:
+    """Create the run (or mark `run_id` running again) with its params and tags; its id."""
     from mlflow.entities import Param, RunTag
 
-    client, experiment, uri = connect(logger_cfg, root)
-    all_tags = {**logger_cfg.tags, **(tags or {})}
     commit = git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
@@ -221,12 +259,7 @@ def open_run(
     else:
         client.update_run(run_id, status="RUNNING")
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
-    try:
-        yield Run(client, run_id, experiment, uri)
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
+    return run_id
 
 
 def attach_lightning_logger(run: Run) -> Any:

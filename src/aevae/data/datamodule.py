@@ -6,9 +6,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 
 from aevae.data.splits import SPLIT_NAMES, Splits
+from aevae.data.subsets import labelled_subset
+from aevae.errors import ConfigError
 
 Batch = tuple[Tensor, Tensor]  # images, labels
 
@@ -86,6 +89,7 @@ class InMemoryDataModule(L.LightningDataModule):
         super().__init__()
         self.splits, self.cfg, self.seed = splits, data_cfg, seed
         self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
+        self.labels_per_class: int | None = None  # set by `serve_labels`
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -114,7 +118,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def batches(self, split: str, *, shuffle: bool = False) -> TensorBatches:
         """Batches of one split, sharded over the trainer's ranks when there is a trainer."""
-        images, labels = self.split(split)
+        return self._batches(*self.split(split), split, shuffle=shuffle)
+
+    def _batches(self, images: Tensor, labels: Tensor, split: str, *, shuffle: bool) -> TensorBatches:
         trainer = self.trainer
         return TensorBatches(
             images,
@@ -128,7 +134,38 @@ class InMemoryDataModule(L.LightningDataModule):
             binarize_dynamic=split == "train" and self.cfg.binarize == "dynamic",
         )
 
-    def train_dataloader(self) -> TensorBatches:
+    def serve_labels(self, labels_per_class: int) -> None:
+        """Serve training batches as `{"labelled": (x, y), "unlabelled": (x, -1)}`, one of each per
+        step (Lightning's CombinedLoader in `max_size_cycle` mode: the small labelled loader cycles).
+
+        The labelled subset is `labels_per_class` training images of every class drawn with this
+        module's seed, the probe's subset for that seed (`aevae.data.subsets.labelled_subset`);
+        the rest of the training split comes without labels (-1).
+        """
+        _, labels = self.split("train")
+        classes, counts = labels.unique(return_counts=True)
+        if labels_per_class > counts.min():
+            smallest = int(counts.argmin())
+            raise ConfigError(
+                f"labels_per_class: {labels_per_class} labels per class exceed the {int(counts[smallest])} "
+                f"training images of class {int(classes[smallest])}"
+            )
+        self.labels_per_class = labels_per_class
+
+    def semi_supervised_batches(self) -> CombinedLoader:
+        """The labelled and unlabelled training batches of `serve_labels`."""
+        images, labels = self.split("train")
+        index = torch.from_numpy(labelled_subset(labels.cpu().numpy(), self.labels_per_class, self.seed)).to(labels.device)
+        unlabelled = torch.ones(len(labels), dtype=torch.bool, device=labels.device).index_fill_(0, index, False)
+        loaders = {
+            "labelled": self._batches(images[index], labels[index], "train", shuffle=True),
+            "unlabelled": self._batches(images[unlabelled], torch.full_like(labels[unlabelled], -1), "train", shuffle=True),
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def train_dataloader(self) -> TensorBatches | CombinedLoader:
+        if self.labels_per_class is not None:
+            return self.semi_supervised_batches()
         return self.batches("train", shuffle=True)
 
     def val_dataloader(self) -> TensorBatches:

@@ -6,11 +6,14 @@ from typing import Any
 
 import torch
 
+from aevae.errors import DataError
+
 from aevae.models.ae import Autoencoder
-from aevae.models.base import AEConfig, BaseAutoencoder
+from aevae.models.base import AEConfig, BaseAutoencoder, Capability
+from aevae.models.ssvae import SemiSupervisedVAE, SSVAEConfig
 from aevae.models.vae import VAEConfig, VariationalAutoencoder
 
-MODELS: dict[str, type[BaseAutoencoder]] = {"ae": Autoencoder, "vae": VariationalAutoencoder}
+MODELS: dict[str, type[BaseAutoencoder]] = {"ae": Autoencoder, "vae": VariationalAutoencoder, "ssvae": SemiSupervisedVAE}
 
 
 def build_model(model_cfg: Mapping[str, Any], net_cfg: Mapping[str, Any], image_shape: Sequence[int]) -> BaseAutoencoder:
@@ -19,12 +22,30 @@ def build_model(model_cfg: Mapping[str, Any], net_cfg: Mapping[str, Any], image_
 
 
 def load_model(checkpoint: str | Path, map_location: Any = "cpu") -> BaseAutoencoder:
-    """A trained model from a Lightning checkpoint (read with weights_only=True), in eval mode."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    hparams = state["hyper_parameters"]
+    """A trained model from a Lightning checkpoint (read with weights_only=True: nothing in the
+    file is executed), in eval mode; DataError naming the file when it cannot be read."""
+    try:
+        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+        hparams = state["hyper_parameters"]
+    except FileNotFoundError as exc:
+        raise DataError(f"{checkpoint}: checkpoint not found (train the model first)") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a checkpoint: never retried without weights_only
+        raise DataError(f"{checkpoint}: not a readable checkpoint (truncated, corrupt or not written by aevae); train it again") from exc
     model = build_model(hparams["model"], hparams["net"], hparams["image_shape"])
     model.load_state_dict(state["state_dict"])
     return model.to(map_location).eval()
 
 
-__all__ = ["MODELS", "AEConfig", "Autoencoder", "BaseAutoencoder", "VAEConfig", "VariationalAutoencoder", "build_model", "load_model"]
+__all__ = [
+    "MODELS",
+    "AEConfig",
+    "Autoencoder",
+    "BaseAutoencoder",
+    "Capability",
+    "SSVAEConfig",
+    "SemiSupervisedVAE",
+    "VAEConfig",
+    "VariationalAutoencoder",
+    "build_model",
+    "load_model",
+]

@@ -29,6 +29,16 @@ class LRSchedule(StrEnum):
     iwae = "iwae"  # Burda et al. (2015): lr * 10^(-i/7) for 3^i epochs, i = 0, 1, 2, ...
 
 
+class Capability(StrEnum):
+    """What a model can do beyond encoding and decoding; `supports` says whether it does."""
+
+    sample = "sample"  # `sample(n)`: images from the prior
+    sample_given = "sample_given"  # `sample_given(y)`, `decode_given(z, y)`: images of the asked classes
+    classify = "classify"  # `classify(x)`: class probabilities q(y|x)
+    likelihood = "likelihood"  # `log_likelihood_bounds(x, k)`: the ELBO and the IS bound on log p(x)
+    posterior = "posterior"  # `encode(x)`: the mean and log-variance of a diagonal-gaussian q(z|x)
+
+
 def lr_factor(schedule: LRSchedule, max_epochs: int) -> Callable[[int], float]:
     """The learning rate's multiplier as a function of the epoch."""
     if schedule == LRSchedule.cosine:
@@ -75,18 +85,24 @@ class BaseAutoencoder(L.LightningModule):
 
     config_class: ClassVar[type[AEConfig]] = AEConfig
     terms: ClassVar[tuple[str, ...]] = ("loss", "recon", "mse")
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Sequence[int]) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = self.config_class(**model)  # checks the values
         self.image_shape = tuple(image_shape)
-        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.cfg.latent_dim)
+        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.code_features)
         self.val_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
         self.test_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
 
     @property
     def encoder_out_features(self) -> int:
+        return self.cfg.latent_dim
+
+    @property
+    def code_features(self) -> int:
+        """The width of the codes `decode` takes."""
         return self.cfg.latent_dim
 
     # --- the shared API -----------------------------------------------------------------
@@ -106,9 +122,32 @@ class BaseAutoencoder(L.LightningModule):
         """Mean reconstruction of images `x` through their deterministic code."""
         return self.decode(self.embed(x))
 
+    # --- the capability protocol (see `Capability`) ------------------------------------
+    @classmethod
+    def supports(cls, capability: Capability | str) -> bool:
+        """Whether the model can do `capability`."""
+        return Capability(capability) in cls.capabilities
+
     def sample(self, n: int) -> Tensor:
         """`n` images generated from the prior."""
         raise NotImplementedError(f"{type(self).__name__} has no prior to sample from; use a VAE")
+
+    def sample_given(self, y: Tensor) -> Tensor:
+        """One image generated for each class label in `y` (N,)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot generate a given class; use ssvae")
+
+    def decode_given(self, z: Tensor, y: Tensor) -> Tensor:
+        """Mean images for latent codes `z` (N, latent_dim) and class labels `y` (N,)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot generate a given class; use ssvae")
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Class probabilities (B, classes) of images `x`."""
+        raise NotImplementedError(f"{type(self).__name__} has no classifier; use ssvae")
+
+    def log_likelihood_bounds(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Per-image lower bounds on log p(x) in nats from `k` importance samples per image:
+        'elbo' (a k-sample estimate of the ELBO) and 'log_px' (the importance-weighted bound)."""
+        raise NotImplementedError(f"{type(self).__name__} has no likelihood; use a VAE")
 
     def score_anomaly(self, x: Tensor) -> Tensor:
         """Per-sample anomaly score (higher = more anomalous)."""
@@ -118,10 +157,15 @@ class BaseAutoencoder(L.LightningModule):
         """Per-sample loss terms (each of shape (B,)) for inputs `x_in` and clean `target`."""
         raise NotImplementedError
 
-    # --- Lightning hooks ----------------------------------------------------------------
-    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+    def training_terms(self, batch: Any) -> dict[str, Tensor]:
+        """Per-sample loss terms of a training batch (its inputs corrupted); the mean of 'loss' is
+        the step's objective."""
         x = batch[0]
-        terms = self.loss_terms(corrupt(x, self.cfg.corruption, self.cfg.corruption_level), x)
+        return self.loss_terms(corrupt(x, self.cfg.corruption, self.cfg.corruption_level), x)
+
+    # --- Lightning hooks ----------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        terms = self.training_terms(batch)
         loss = terms["loss"].mean()
         if not torch.isfinite(loss):
             values = ", ".join(f"{name}={terms[name].detach().mean().item():.4g}" for name in self.terms)
@@ -134,7 +178,7 @@ class BaseAutoencoder(L.LightningModule):
         # The epoch means of the terms are summed here and logged once, at the epoch's last batch
         # (before the callbacks' `on_train_epoch_end`, which read them).
         self._train_sums += torch.stack([terms[name].detach().float().sum() for name in self.terms])
-        self._train_count += len(x)
+        self._train_count += len(terms["loss"])
         if batch_idx + 1 == self.trainer.num_training_batches:
             names = ["train/loss_epoch", *(f"train/{name}" for name in self.terms[1:])]
             self.log_dict(dict(zip(names, self._train_sums / self._train_count)), on_step=False, on_epoch=True, sync_dist=True)

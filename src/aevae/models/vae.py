@@ -1,12 +1,14 @@
 """Variational autoencoder with a diagonal-Gaussian posterior (and beta-VAE through `beta`)."""
 
+import math
 from dataclasses import dataclass
 
 import torch
 from omegaconf import MISSING
 from torch import Tensor
+from torch.distributions import Normal
 
-from aevae.models.base import AEConfig, BaseAutoencoder, require
+from aevae.models.base import AEConfig, BaseAutoencoder, Capability, require
 from aevae.models.losses import gaussian_kl, reconstruction_nll, squared_error
 
 
@@ -30,6 +32,7 @@ class VariationalAutoencoder(BaseAutoencoder):
 
     config_class = VAEConfig
     terms = ("loss", "recon", "kl", "elbo", "mse")
+    capabilities = frozenset({Capability.sample, Capability.likelihood, Capability.posterior})
 
     @property
     def encoder_out_features(self) -> int:
@@ -47,6 +50,27 @@ class VariationalAutoencoder(BaseAutoencoder):
     def sample(self, n: int) -> Tensor:
         z = torch.randn(n, self.cfg.latent_dim, device=self.device)
         return self.decode(z)
+
+    def importance_log_weights(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x, z) - log q(z | x) for `k` posterior samples z per image, in nats: shape (k, B).
+
+        All k x B samples go through the decoder in one batch.
+        """
+        mu, logvar = self.encode(x)
+        std = (0.5 * logvar).exp()
+        z = mu + std * torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        logits = self.decoder(z.flatten(0, 1))
+        targets = x.expand(k, *x.shape).flatten(0, 1)
+        log_px_z = -reconstruction_nll(logits, targets, self.cfg.likelihood, self.cfg.gaussian_std).view(k, len(x))
+        log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_qz = Normal(mu, std).log_prob(z).sum(-1)
+        return log_px_z + log_pz - log_qz
+
+    def log_likelihood_bounds(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """'elbo': the mean of the k log-weights; 'log_px': the IWAE bound logsumexp(log w) - log k,
+        which tightens towards log p(x) as k grows (Burda et al. 2015)."""
+        log_w = self.importance_log_weights(x, k, generator)
+        return {"elbo": log_w.mean(0), "log_px": torch.logsumexp(log_w, 0) - math.log(k)}
 
     def kl_weight(self) -> float:
         """beta, scaled by the warm-up factor while training."""

@@ -16,6 +16,7 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.evaluation.anomaly import anomaly_targets, class_means, detection_metrics, pca_scores, roc_points
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
 from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
 from aevae.stages import train
@@ -89,7 +90,7 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
             train.run(class_cfg, parent=stage_run.run_id)
             model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
             scores = anomaly_scores(model, test_images, cfg)
-            scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, cfg.pca_components or cfg.model.latent_dim, cfg.seed)
+            scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, resolve_pca_components(cfg.pca_components, {cfg.model.label: model}), cfg.seed)
             saved_scores |= {f"{method}/class_{normal_class}": values.cpu() for method, values in scores.items()}
             class_metrics, class_curves = class_results(scores, anomaly_targets(test_labels, normal_class), normal_class, cfg.roc_points)
             metrics |= class_metrics

@@ -12,6 +12,7 @@ from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
 from aevae.io import write_json
+from aevae.mlflow_model import log_trained_model
 from aevae.models.classifier import DigitClassifier
 from aevae.stages.common import open_stage_run, params_of, print_summary
 from aevae.stages.train import build_trainer
@@ -40,5 +41,6 @@ def run(cfg: Any) -> dict[str, float]:
         }
         mlflow_run.log_metrics(metrics)
         mlflow_run.log_artifact(write_json(output_dir / "metrics.json", metrics))
+        log_trained_model(mlflow_run, checkpoint.best_model_path, datamodule.split("test")[0], cfg.data.eval_batch_size)
     print_summary(f"{cfg.stage} done", metrics, output_dir, mlflow_run)
     return metrics

@@ -10,7 +10,12 @@ numbers it stands beside. Tasks:
   error or -ELBO), of its IS -log p(x) (a VAE) and of the PCA baseline;
 - `probe`: train a VAE on every training image, then logistic regression and an RBF SVM on its
   posterior means (and on pixels) with `probe.labels_per_class` labels per class, `probe.draws`
-  labelled subsets per seed.
+  labelled subsets per seed;
+- `semi_supervised`: train a semi-supervised model (ssvae) on the labelled subset of the seed
+  and the rest of the training split without labels; the test accuracy of its q(y|x) beside the
+  same classifier net trained on the labelled images alone, whether its samples of each digit
+  are seen as that digit by a digit classifier (the judge, trained once by the classifier stage),
+  their Fréchet distance per digit, the IS -log p(x) with y summed out, and its figures.
 
 Models are chosen on the validation split (best.ckpt); the test split is scored once per seed.
 """
@@ -25,14 +30,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from aevae.config import AnomalyConfig, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.data.subsets import labelled_subset
 from aevae.devices import describe
+from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
 from aevae.io import write_json
-from aevae.models import load_model
-from aevae.stages import anomaly, train
+from aevae.models import build_model, load_model
+from aevae.models.classifier import DigitClassifier, load_classifier
+from aevae.stages import anomaly, classifier, train
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
 Metrics = dict[str, float]
@@ -107,10 +115,60 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     return metrics
 
 
+def judge(cfg: DictConfig, seed: int) -> DigitClassifier:
+    """The digit classifier that labels generated images: trained by the classifier stage on the
+    recipe's data (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the first
+    seed's run, loaded by the later seeds."""
+    output_dir = Path(cfg.train_dir) / "judge"
+    if seed == cfg.seeds[0]:
+        settings = {"data": cfg.data, "classifier": cfg.semi_supervised.judge, "trainer": cfg.trainer, "logger": cfg.logger}
+        judge_cfg = OmegaConf.merge(OmegaConf.structured(ClassifierStageConfig), settings, {"seed": seed, "output_dir": str(output_dir), "stage": "classifier"})
+        judge_cfg.trainer.max_epochs = cfg.semi_supervised.judge_epochs
+        judge_cfg.logger.run_name = f"{cfg.stage}/{cfg.recipe}/judge"
+        classifier.run(judge_cfg)
+    return load_classifier(output_dir / "checkpoints" / "best.ckpt")
+
+
+def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+    """`test/accuracy` (and `val/accuracy`) of the model's q(y|x); `test/accuracy_supervised`: its
+    classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
+    and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
+    (`judge/test/accuracy`: its own accuracy on the test images); `test/nll_is` (k =
+    likelihood.samples, y summed out) and `test/elbo`, in nats. Figures in `<train_dir>/seed_<s>/figures`."""
+    settings, batch = cfg.semi_supervised, cfg.data.eval_batch_size
+    scorer = judge(cfg, seed)
+    model, datamodule = trained_model(cfg, seed, parent)
+    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = (datamodule.tensors[split] for split in ("train", "val", "test"))
+    subset = torch.from_numpy(labelled_subset(train_labels.numpy(), cfg.model.labels_per_class, seed))
+    torch.manual_seed(seed)
+    supervised = fit_supervised(
+        build_model(params_of(cfg.model), params_of(cfg.net), model.image_shape).classifier,
+        train_images[subset],
+        train_labels[subset],
+        settings.supervised_steps,
+        cfg.model.lr,
+    )
+    predict = lambda x: model.classify(x).argmax(1)  # noqa: E731
+    metrics = {
+        "test/accuracy": accuracy(predict, test_images, test_labels, batch),
+        "val/accuracy": accuracy(predict, val_images, val_labels, batch),
+        "test/accuracy_supervised": accuracy(lambda x: supervised(x).argmax(1), test_images, test_labels, batch),
+        "judge/test/accuracy": accuracy(scorer.predict, test_images, test_labels, batch),
+    }
+    torch.manual_seed(seed)
+    metrics |= conditional_metrics(model, scorer, test_images, test_labels, settings.samples_per_class, batch)
+    if cfg.likelihood.samples > 0:
+        bounds = likelihood_bounds(model, test_images, cfg.likelihood.samples, cfg.likelihood.batch_size, torch.Generator().manual_seed(seed))
+        metrics |= {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
+    save_conditional_figures(model, test_images, settings.figure_rows, Path(cfg.train_dir) / f"seed_{seed}" / "figures", cfg.model.label, seed)
+    return metrics
+
+
 TASKS: dict[ReferenceTask, Callable[[DictConfig, int, str | None], Metrics]] = {
     ReferenceTask.likelihood: likelihood_task,
     ReferenceTask.one_class: one_class_task,
     ReferenceTask.probe: probe_task,
+    ReferenceTask.semi_supervised: semi_supervised_task,
 }
 
 

@@ -1,7 +1,9 @@
 """The train stage: one model from a config; checkpoints, metrics, history and an MLflow run.
 
-Re-running with the same `output_dir` resumes from `checkpoints/last.ckpt` into the same MLflow
-run when the checkpoint belongs to the same data/model/net/seed (see `aevae.resume`).
+Re-running with the same `output_dir` resumes from `checkpoints/last.ckpt` (or, when that cannot
+be read, from `best.ckpt`) when the checkpoint belongs to the same data/model/net/seed, in a new
+MLflow run that takes over the interrupted one: the checkpoint's epochs are logged into it once
+and the interrupted run is deleted, so every epoch appears once (see `aevae.resume`).
 """
 
 import json
@@ -14,55 +16,68 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import OmegaConf
 
 from aevae import resume, tracking
+from aevae.checkpoints import AtomicCheckpointIO
 from aevae.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
+from aevae.mlflow_model import log_trained_model
 from aevae.models import build_model
+from aevae.ownership import own_folder
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 
 
 def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback]) -> L.Trainer:
-    """A Lightning Trainer from the `trainer` config node."""
+    """A Lightning Trainer from the `trainer` config node; checkpoints written atomically."""
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
     if kwargs["enable_progress_bar"]:
         callbacks = [*callbacks, RichProgressBar()]
-    return L.Trainer(**kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(output_dir))
+    return L.Trainer(**kwargs, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
 
 
 def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
     """Train the model of `cfg` (its MLflow run nested under `parent` if given); write
     checkpoints, metrics.json, history.csv, config.yaml and reconstructions.png under
-    `cfg.output_dir`. Returns the final validation metrics."""
+    `cfg.output_dir`, which this process owns while it trains. A training whose finished outputs
+    there match `cfg` exactly is not redone. Returns the final validation metrics."""
     validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
-    fingerprint = resume.fingerprint(cfg)
-    last_checkpoint, run_id = resume.find_resumable(checkpoint_dir, fingerprint)
+    config_yaml = OmegaConf.to_yaml(params_of(cfg))
     metrics_file = output_dir / "metrics.json"
-    metrics_file.unlink(missing_ok=True)  # written again when this run ends
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    splits = load_or_prepare(cfg.data)
-    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
-    # checkpoints record the data config, so evaluation can use the binarization trained with
-    datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
-    model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
+    with own_folder(output_dir):
+        resume.check_owner(checkpoint_dir, cfg.model.label)
+        if resume.finished_as_configured(output_dir, config_yaml):
+            metrics = json.loads(metrics_file.read_text())
+            log_summary(f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} already trained as configured", metrics)
+            return metrics
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
+        datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
+        # checkpoints record the data config, so evaluation can use the binarization trained with
+        datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
+        model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
+        fingerprint = resume.fingerprint(cfg)
+        resumable = resume.find_resumable(checkpoint_dir, fingerprint, cfg.trainer.max_epochs)
+        metrics_file.unlink(missing_ok=True)  # written again when this run ends
 
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent, run_id=run_id) as mlflow_run:
-        callbacks = [
-            RelocatableCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
-            EpochHistory(),
-            ReseedEachEpoch(cfg.seed),
-            FitOutputs(output_dir, OmegaConf.to_yaml(params_of(cfg)), fingerprint, mlflow_run.run_id),
-        ]
-        trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
-        resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False)
-        trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=last_checkpoint)
-        trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
-        if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
-            trainer.validate(model, datamodule=datamodule, verbose=False)
-        metrics = json.loads(metrics_file.read_text())
+        with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as mlflow_run:
+            mlflow_run.take_over(resumable.run_id, resumable.history)  # the resumed epochs, logged once
+            callbacks = [
+                RelocatableCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
+                EpochHistory(),
+                ReseedEachEpoch(cfg.seed),
+                FitOutputs(output_dir, config_yaml, fingerprint, mlflow_run.run_id),
+            ]
+            trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
+            resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False, label=cfg.model.label)
+            trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
+            trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
+            if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
+                trainer.validate(model, datamodule=datamodule, verbose=False)
+            metrics = json.loads(metrics_file.read_text())
+            log_trained_model(mlflow_run, checkpoint_dir / "best.ckpt", datamodule.split("test")[0], cfg.data.eval_batch_size)
     title = f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} done"
     if parent is None:
         print_summary(title, metrics, output_dir, mlflow_run)

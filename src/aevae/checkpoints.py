@@ -1,0 +1,47 @@
+"""Checkpoints that survive a kill or a full disk: written beside their place, synced and then
+renamed into it (a reader sees the old file or the new one, never half of one); a checkpoint
+that cannot be read is set aside rather than trusted or deleted."""
+
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
+
+from aevae.io import write_atomic
+
+log = logging.getLogger(__name__)
+
+CORRUPT_SUFFIX = ".corrupt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, each file written to a temporary file in the same folder,
+    fsynced and renamed into place (`aevae.io.write_atomic`). torch.save goes to a buffer first,
+    so the archive's inner name, and with it the file's bytes, does not depend on the file name."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+
+
+def readable(path: Path) -> bool:
+    """Whether `path` loads as a checkpoint (weights only: nothing in it is executed)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to read means: do not trust it
+        return False
+    return isinstance(state, dict) and "state_dict" in state
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable checkpoint to `<name>.corrupt` (kept for inspection), with one
+    warning line naming both."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    os.replace(path, target)
+    log.warning("%s could not be read (truncated or corrupt); moved to %s", path, target)
+    return target
