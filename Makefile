@@ -9,7 +9,7 @@ DVC_STORE ?= ../aevae-dvc-store
 EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|reports/summary\.json:(vae/test/nll_iwae|vae/gen/fid|probe/vae/n10/acc_mean|anomaly/vae/auroc/mean)
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
-.PHONY: setup repro reference remote exps test bench ui
+.PHONY: setup repro reference sprites remote exps test bench ui
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ repro: setup
 
 reference: setup  # the reference study (studies/reference): published numbers beside ours
 	$(VENV)/bin/dvc repro studies/reference/dvc.yaml
+
+sprites: setup  # the sprites study (studies/sprites): disentanglement scores of VAE and beta-VAE -> reports/sprites.md
+	$(VENV)/bin/dvc repro studies/sprites/dvc.yaml
 
 remote: setup
 	$(VENV)/bin/dvc remote add --default --force store $(DVC_STORE)

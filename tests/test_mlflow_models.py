@@ -23,10 +23,10 @@ from omegaconf import DictConfig, open_dict
 from aevae import tracking
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import AevaeError
-from aevae.mlflow_model import CHECKPOINT_TAG, TrainedModel, register_models
+from aevae.mlflow_model import CHECKPOINT_TAG, TrainedModel, open_model, register_models
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier
-from aevae.stages import score, train
+from aevae.stages import classifier, score, train
 from aevae.stages.anomaly import anomaly_scores, class_config
 from aevae.stages.common import params_of
 from conftest import CONF_DIR, REPO_ROOT, TINY, free_port, stop_process_group
@@ -118,6 +118,16 @@ def test_each_kind_of_model_gives_its_results(make_config, tmp_path, trained, ov
         assert set(model.predict(trained.images, "class", batch_size=64).tolist()) <= set(range(10))
 
 
+def test_the_classifier_stage_logs_its_model(make_config, tracking_uri, trained):
+    cfg = make_config(["trainer=debug", "classifier.hidden_dims=[16]"], config_name="classifier")
+    classifier.run(cfg)
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aevae").experiment_id], filter_string="tags.`aevae.stage` = 'classifier'")
+    model = open_model(f"runs:/{run.info.run_id}/model", tracking_uri)
+    assert model.results == ("class", "features") and model.image_shape == (1, 8, 8)
+    assert model.predict(trained.images, "features", batch_size=64).shape == (N_IMAGES, 16)
+
+
 def post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -181,7 +191,7 @@ def test_the_score_entry_point_reproduces_the_anomaly_scores(trained, tmp_path):
 
 def test_a_checkpoint_scores_a_folder_of_pngs_into_csv(trained, tmp_path):
     (tmp_path / "pngs").mkdir()
-    for index, image in enumerate(trained.images[:3, 0]):  # 8-bit PNGs: the digits' 17 levels survive
+    for index, image in enumerate(trained.images[:3, 0]):  # 8-bit PNGs: the 17 levels, rounded
         imsave(tmp_path / "pngs" / f"{index}.png", image, cmap="gray", vmin=0, vmax=1)
     cfg = score_config([f"model_uri={trained.checkpoint}", f"images={tmp_path / 'pngs'}", "result=score"], trained.uri, tmp_path / "scores.csv")
     assert score.run(cfg) == {"images": 3.0}

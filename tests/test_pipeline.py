@@ -241,7 +241,7 @@ def test_a_model_added_or_removed_in_params_is_the_only_edit(study):
     assert {"vae32/test/nll_iwae", "anomaly/vae32/auroc/mean", "probe/vae32/n5/acc_mean"} <= metrics
     assert not [key for key in metrics if key.startswith(("dae/", "anomaly/dae/", "probe/dae/"))]
     report = (repo / "reports/report.md").read_text()
-    assert "| use | better | ae | vae | beta_vae | vae32 | pca |" in report
+    assert "| use | better | ae | vae | beta_vae | vae32 | pca |" in report.replace(" †", "")  # † marks a model still improving
     tables = [line for line in report.splitlines() if line.startswith("| metric |")]
     assert all("dae |" not in line.replace("beta_vae", "") for line in tables) and any("vae32" in line for line in tables)
     assert "vae32/test/nll_iwae" in json.loads((repo / "reports/summary.json").read_text())

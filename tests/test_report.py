@@ -210,3 +210,9 @@ def test_summary_metrics_are_the_numbers_of_the_summary_cells(tmp_path):
     metrics_file = write_json(tmp_path / "m.json", {**METRICS, "ae/test/other": 1.0, "ae/test/nll_iwae": float("nan")})
     headline = report.summary_metrics({**SUMMARY, "files": [{"path": str(metrics_file)}]}, [])
     assert headline == dict(sorted(METRICS.items()))  # every shown cell; not the other metric, not a NaN
+
+
+def test_summary_marks_the_columns_of_models_that_had_not_levelled_off():
+    table = report.summary_table(SUMMARY | {"provisional": ["vae"]}, METRICS)
+    assert table.splitlines()[0] == f"| use | better | ae | vae {report.PROVISIONAL_MARK} | pca |"
+    assert report.PROVISIONAL_MARK not in report.summary_table(SUMMARY, METRICS)

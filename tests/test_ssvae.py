@@ -179,7 +179,7 @@ def test_trained_classifier_beats_untrained_and_its_net_trained_on_the_labels_al
 )
 def test_bad_config_is_one_line_and_exit_2(override, message, tmp_path):
     result = subprocess.run(
-        [sys.executable, "pipelines/train.py", "model=ssvae", override, "logger=none", f"output_dir={tmp_path}"],
+        [sys.executable, "pipelines/train.py", "model=ssvae", override, "logger=none", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2

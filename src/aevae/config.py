@@ -417,6 +417,8 @@ class ReportConfig:
     roc_curves: str = MISSING  # each model's roc.csv (a path with "{model}")
     roc_figure: str = MISSING  # the ROC figure the report draws from them
     histories: str = MISSING  # each model's history.csv (a path with "{model}")
+    training_metrics: str = MISSING  # each model's training metrics.json (a path with "{model}"): provisional marks
+    dataset_notes: dict[str, str] = MISSING  # data set -> a note shown first (e.g. that the digits variant is a smoke run)
     loss_figure: str = MISSING  # the validation-loss figure the report draws from them
     register: bool = MISSING  # register each model's logged MLflow model as aevae-<dataset>-<model>
     checkpoints: str = MISSING  # each model's best checkpoint (a path with "{model}"): finds the run that logged it

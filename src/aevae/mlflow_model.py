@@ -115,6 +115,7 @@ class LoadedPyfunc:
         self.image_shape = tuple(pyfunc.metadata.get_input_schema().inputs[0].shape[1:])
 
     def predict(self, images: np.ndarray, result: str, batch_size: int) -> np.ndarray:
+        """`result` of each image, by the pyfunc (checked first, to name a mistake in one line)."""
         check_images(images, self.image_shape)
         check_result(result, self.results)
         return self.pyfunc.predict(images.astype(np.float32), params={"result": result, "batch_size": batch_size})
@@ -222,7 +223,8 @@ def register_model(run: tracking.Run, name: str, checkpoint: str | Path, tags: d
             raise
     commit = run.client.get_run(model.source_run_id).data.tags.get("mlflow.source.git.commit", "unknown")
     tags = {**tags, "run_id": model.source_run_id, "git_commit": commit}
-    version = run.client.create_model_version(name, f"models:/{model.model_id}", run_id=model.source_run_id, tags=tags, model_id=model.model_id)
+    with use_store(run.uri):  # a SQL registry reads the logged model through MLflow's global store
+        version = run.client.create_model_version(name, f"models:/{model.model_id}", run_id=model.source_run_id, tags=tags, model_id=model.model_id)
     return str(version.version)
 
 

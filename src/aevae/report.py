@@ -13,6 +13,7 @@ per baseline:
       files: [{path: ..., label: ...}]  # optional; default: every section's metrics files
       models: [ae, dae, vae, beta_vae]
       baselines: [pca, pixels]      # optional
+      provisional: [vae]            # optional: models marked as not levelled off
       rows:
         - {use: "Reconstruction error (test MSE per pixel)", metric: "{model}/test/mse", better: lower, format: ".4g"}
 
@@ -37,6 +38,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aevae.errors import ConfigError, DataError
 
 BETTER = ("lower", "higher")
+PROVISIONAL_MARK = "†"  # beside a model column whose training had not levelled off
 DEFAULT_FORMAT = ".4g"
 
 
@@ -135,7 +137,8 @@ def summary_table(summary: Any, metrics: Mapping[str, float]) -> str:
     """The summary as a Markdown table: a row per question, a column per model then baseline;
     the best cell of each row in bold."""
     columns = summary_columns(summary)
-    header = ["use", "better", *columns]
+    provisional = {str(name) for name in _field(summary, "provisional", [])}
+    header = ["use", "better", *(f"{column} {PROVISIONAL_MARK}" if column in provisional else column for column in columns)]
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|---|---|" + "--:|" * len(columns)]
     for use, better, cells in summary_cells(summary, metrics):
         lines.append("| " + " | ".join(_md_cell(c) for c in [use, better, *cells]) + " |")
@@ -175,6 +178,12 @@ def render_summary(summary: Any, sections: Sequence[Any]) -> str:
     note = "Best of each row in bold; a blank cell: metric not computed for that column."
     if baselines:
         note += f" Baselines: {', '.join(baselines)}."
+    provisional = [str(name) for name in _field(summary, "provisional", [])]
+    if provisional:
+        note += (
+            f" {PROVISIONAL_MARK} Provisional: the validation loss of {', '.join(provisional)} was still falling when training"
+            " ended (`val/levelled_off` = 0), so these numbers may still change with a larger budget."
+        )
     if columns:
         out += [summary_table(summary, load_metrics(summary_files(summary, sections))), "", f"*{note}*", ""]
     return "\n".join(out)

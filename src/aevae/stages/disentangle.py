@@ -28,14 +28,19 @@ from aevae.plots import save_image_rows
 from aevae.report import markdown_table
 from aevae.stages.common import open_stage_run, params_of, print_summary
 
-COLUMNS = {  # the report's columns: metric -> heading
-    "mig": "MIG",
-    "dci/disentanglement": "DCI disentanglement",
-    "dci/completeness": "DCI completeness",
-    "dci/informativeness": "DCI informativeness",
-    "factor_vae": "FactorVAE score",
-    "latent/active_units": "active dims",
-    "elbo": "ELBO (nats)",
+class Column(NamedTuple):
+    heading: str
+    format: str
+
+
+COLUMNS = {  # the report's columns, by metric
+    "mig": Column("MIG", ".3f"),
+    "dci/disentanglement": Column("DCI disentanglement", ".3f"),
+    "dci/completeness": Column("DCI completeness", ".3f"),
+    "dci/informativeness": Column("DCI informativeness", ".3f"),
+    "factor_vae": Column("FactorVAE score", ".3f"),
+    "latent/active_units": Column("active dims", ".1f"),
+    "elbo": Column("ELBO (nats)", ".2f"),
 }
 
 
@@ -160,9 +165,9 @@ def _beta(beta: float | None) -> str:
     return "" if beta is None else f"{beta:g}"
 
 
-def _mean_std(stats: tuple[float, float, int]) -> str:
+def _mean_std(stats: tuple[float, float, int], form: str) -> str:
     mean, std, n = stats
-    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+    return f"{mean:{form}} ± {std:{form}}" if n > 1 else f"{mean:{form}}"
 
 
 def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cfg: Any, n_images: int) -> str:
@@ -174,7 +179,7 @@ def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cf
     lines = [
         "# Sprites: disentanglement of VAE and beta-VAE",
         "",
-        f"Codes: the posterior means of the {n_images} {cfg.split} images of `{cfg.data.name}` (docs/sprites.md). "
+        f"Codes: the posterior means of the {n_images:,} {cfg.split} images of `{cfg.data.name}` (docs/sprites.md). "
         f"Every score is in [0, 1], higher is more disentangled. MIG (Chen et al. 2018): mutual information from "
         f"{scores.mig_bins} equal-width bins per dimension. DCI (Eastwood & Williams 2018): importances of "
         f"gradient-boosted regression trees ({scores.dci_estimators} stages), one per factor, fit on "
@@ -187,8 +192,8 @@ def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cf
         "## Scores per model and beta (mean ± std over seeds)",
         "",
         markdown_table(
-            ["model", "beta", "runs", *(COLUMNS[m] for m in columns)],
-            [[g.label, _beta(g.beta), str(g.stats[columns[0]][2]), *(_mean_std(g.stats[m]) for m in columns)] for g in groups.values()],
+            ["model", "beta", "runs", *(COLUMNS[m].heading for m in columns)],
+            [[g.label, _beta(g.beta), str(g.stats[columns[0]][2]), *(_mean_std(g.stats[m], COLUMNS[m].format) for m in columns)] for g in groups.values()],
         ),
         "",
         "## MIG per factor (mean over seeds)",
@@ -200,8 +205,8 @@ def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cf
         "## Every run",
         "",
         markdown_table(
-            ["run", "model", "beta", *(COLUMNS[m] for m in columns)],
-            [[name, r.label, _beta(r.beta), *(f"{r.metrics[m]:.3f}" for m in columns)] for name, r in results.items()],
+            ["run", "model", "beta", *(COLUMNS[m].heading for m in columns)],
+            [[name, r.label, _beta(r.beta), *(f"{r.metrics[m]:{COLUMNS[m].format}}" for m in columns)] for name, r in results.items()],
         ),
         "",
         "## Beside published ranges",
@@ -212,7 +217,7 @@ def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cf
             ["score", "ours (lowest to highest run)", "published", "source"],
             [
                 [
-                    COLUMNS[p.metric] if p.metric in COLUMNS else p.metric,
+                    COLUMNS[p.metric].heading,
                     f"{min(r.metrics[p.metric] for r in results.values()):.2f} to {max(r.metrics[p.metric] for r in results.values()):.2f}",
                     f"{p.low:g} to {p.high:g}",
                     p.source,

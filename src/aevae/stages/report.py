@@ -1,6 +1,7 @@
 """The report stage: the study's metric files and figures as one Markdown and one
 self-contained HTML report, logged to MLflow."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -48,7 +49,12 @@ def run(cfg: Any) -> dict[str, float]:
     save_loss_curves(per_model(typed.histories, models), typed.loss_figure)
     checkpoints = per_model(typed.checkpoints, models) if typed.register else {}
     sections = [replace(section, files=expand_files(section.files, models)) for section in typed.sections]
-    summary = asdict(typed.summary) | {"models": models} if typed.summary else None  # the columns: the models, then the baselines
+    trained = {name: json.loads(path.read_text()) for name, path in per_model(typed.training_metrics, models).items()}
+    provisional = [name for name in models if trained[name].get("val/levelled_off", 1.0) < 1.0]
+    summary = asdict(typed.summary) | {"models": models, "provisional": provisional} if typed.summary else None  # columns: models, then baselines
+    note = typed.dataset_notes.get(typed.dataset)
+    if note and summary:  # e.g. the digits variant: a smoke run, said before any number
+        summary["text"] = f"**{note}**\n\n{summary['text'] or ''}"
     markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary)
     headline = report.summary_metrics(summary, sections) if summary else {}
     with open_stage_run(cfg, stage=typed.stage, dataset=typed.dataset) as stage_run:
