@@ -4,12 +4,14 @@
 grid, as in a prepared sprites split); `codes` are the posterior means. Entropies and mutual
 information are in nats. Every score is in [0, 1], higher is more disentangled (informativeness:
 more predictive); a perfectly factorised code (one dimension per factor, any monotone map of it)
-scores 1 on each.
+scores about 1 on each.
 """
 
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.metrics import mutual_info_score
 
 MIG_BINS = 20  # equal-width bins per code dimension (Locatello et al. 2019, section 5)
 # the scores' metric names, as a stage writes them
@@ -25,15 +27,11 @@ def discretize(codes: np.ndarray, bins: int = MIG_BINS) -> np.ndarray:
 
 def mutual_information(discrete_codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """I(z_j; v_k) of every discretised code dimension j and factor k: (D, K), in nats."""
-    from sklearn.metrics import mutual_info_score  # here: the config schemas import this module
-
     return np.array([[mutual_info_score(factor, code) for factor in factors.T] for code in discrete_codes.T])
 
 
 def factor_entropy(factors: np.ndarray) -> np.ndarray:
     """H(v_k) of each factor over the samples: (K,), in nats."""
-    from sklearn.metrics import mutual_info_score
-
     return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
@@ -98,8 +96,6 @@ def dci(codes: np.ndarray, factors: np.ndarray, *, seed: int, train_fraction: fl
     (1 - the paper's normalised squared error). The regressors fit a random `train_fraction` of
     the samples (drawn with `seed`) and are tested on the rest.
     """
-    from sklearn.ensemble import GradientBoostingRegressor
-
     order = np.random.default_rng(seed).permutation(len(codes))
     train, test = np.split(order, [round(train_fraction * len(codes))])
     targets = (factors - factors.mean(0)) / np.where(factors.std(0) > 0, factors.std(0), 1.0)
@@ -136,7 +132,8 @@ def factor_vae_score(
     over all samples and votes for the dimension of least variance within the batch; a
     majority-vote classifier maps each dimension to a factor from `train_votes` votes, and the
     score is its accuracy on `eval_votes` fresh votes. Dimensions whose codes vary less than
-    `prune_variance` over all samples (collapsed ones) take no part, as in Kim & Mnih."""
+    `prune_variance` over all samples take no part: Kim & Mnih leave out collapsed dimensions,
+    this threshold on the variance is Locatello et al.'s (2019)."""
     rng = np.random.default_rng(seed)
     variance = codes.var(0)
     active = variance >= prune_variance
