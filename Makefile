@@ -9,7 +9,7 @@ DVC_STORE ?= ../aevae-dvc-store
 EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|reports/summary\.json:(vae/test/nll_iwae|vae/gen/fid|probe/vae/n10/acc_mean|anomaly/vae/auroc/mean)
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
-.PHONY: setup repro reference sprites remote exps test bench ui
+.PHONY: setup repro reference sprites remote exps test test-fast bench ui
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ exps: setup
 
 test: setup  # one pytest-xdist worker per CPU; the tests of the shared study stay on one worker
 	$(PY) -m pytest -n auto
+
+test-fast: setup  # the tests marked fast (units, config, error paths; no training): under 2 minutes on 2 cores
+	$(PY) -m pytest -n auto -m fast
 
 bench: setup
 	$(PY) benchmarks/throughput.py

@@ -20,6 +20,7 @@ from conftest import REPO_ROOT, TINY
 from untrained import untrained_model
 
 
+@pytest.mark.fast
 def test_auroc_and_auprc_match_scikit_learn_on_large_tied_scores():
     generator = torch.Generator().manual_seed(0)
     targets = (torch.rand(500, generator=generator) < 0.3).long()
@@ -30,6 +31,7 @@ def test_auroc_and_auprc_match_scikit_learn_on_large_tied_scores():
     assert metrics["auprc"] == pytest.approx(average_precision_score(targets, scores), abs=1e-6)
 
 
+@pytest.mark.fast
 def test_separating_scores_give_the_extremes():
     targets = torch.tensor([0, 0, 0, 1, 1])
     scores = torch.tensor([100.0, 101.0, 102.0, 250.0, 300.0])
@@ -37,6 +39,7 @@ def test_separating_scores_give_the_extremes():
     assert detection_metrics(-scores, targets)["auroc"] == 0.0
 
 
+@pytest.mark.fast
 def test_roc_points_are_subsampled_with_both_ends():
     generator = torch.Generator().manual_seed(0)
     targets = (torch.rand(1000, generator=generator) < 0.5).long()
@@ -46,6 +49,7 @@ def test_roc_points_are_subsampled_with_both_ends():
     assert torch.all(fpr.diff() >= 0) and torch.all(tpr.diff() >= 0)
 
 
+@pytest.mark.fast
 def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config):
     cfg = make_config(["model=ae"], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
@@ -63,6 +67,7 @@ def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config
     assert cfg.data.train_classes is None  # the stage's own config is left untouched
 
 
+@pytest.mark.fast
 def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
     cfg = make_config([], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
@@ -78,6 +83,7 @@ def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
      ("normal_classes=[2,2]", "normal_classes"), ("data.train_classes=[1]", "data.train_classes"),
      ("roc_points=1", "roc_points"), ("likelihood.samples=-1", "likelihood.samples")],
 )  # fmt: skip
+@pytest.mark.fast
 def test_invalid_anomaly_config_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(make_config([override], config_name="anomaly"))

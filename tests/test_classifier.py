@@ -45,6 +45,7 @@ def test_frechet_distance_is_zero_for_one_set_and_grows_with_a_shift(classifier_
     assert 0 < darker < darkest
 
 
+@pytest.mark.fast
 def test_coverage_of_uniform_and_single_class_samples():
     uniform = coverage(torch.full((N_CLASSES,), 100))
     assert uniform["classes_covered"] == 10 and uniform["class_entropy"] == pytest.approx(math.log(10))
@@ -54,6 +55,7 @@ def test_coverage_of_uniform_and_single_class_samples():
     assert coverage(torch.tensor([4, 96] + [100] * 8))["classes_covered"] == 9
 
 
+@pytest.mark.fast
 def test_class_histogram_counts_predictions():
     predict = lambda x: x.flatten(1)[:, 0].long()  # noqa: E731  the first pixel is the class
     images = torch.tensor([0, 3, 3, 9], dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()

@@ -21,6 +21,7 @@ GROUP_OPTIONS = [
 
 
 @pytest.mark.parametrize("override", GROUP_OPTIONS)
+@pytest.mark.fast
 def test_every_group_option_composes_and_validates(make_config, override, mnist_root):
     recipe = override.startswith("experiment=ref_")  # a reference recipe, at every budget
     cfg = make_config([override, f"data.root={mnist_root}"], config_name="reference" if recipe else "train")
@@ -37,12 +38,14 @@ def test_every_group_option_composes_and_validates(make_config, override, mnist_
     "override",
     ["model.latnt_dim=3", "data.batchsize=8", "trainer.max_epoch=2"],
 )
+@pytest.mark.fast
 def test_unknown_key_is_rejected(make_config, override):
     with pytest.raises(ConfigCompositionException, match=override.split("=")[0].split(".")[1]):
         make_config([override])
 
 
 @pytest.mark.parametrize("override", ["+model.latnt_dim=3", "+data.batchsize=8", "+net.width=3", "+trainer.foo=1"])
+@pytest.mark.fast
 def test_appended_unknown_key_is_rejected(make_config, override):
     with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[1]):
         validate(make_config([override]))
@@ -52,6 +55,7 @@ def test_appended_unknown_key_is_rejected(make_config, override):
     "override",
     ["model.latent_dim=abc", "data.batch_size=1.5", "model.lr=fast", "model.likelihood=poisson", "model.corruption=blur", "data.binarize=sometimes", "logger.name=wandb"],
 )
+@pytest.mark.fast
 def test_wrong_type_or_unknown_choice_is_rejected_while_composing(make_config, override):
     with pytest.raises((ConfigCompositionException, ValidationError)):
         make_config([override])
@@ -71,6 +75,7 @@ def test_wrong_type_or_unknown_choice_is_rejected_while_composing(make_config, o
         ("trainer.max_epochs=0", "trainer.max_epochs"),
     ],
 )
+@pytest.mark.fast
 def test_invalid_value_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(make_config(override.split()))
@@ -79,7 +84,7 @@ def test_invalid_value_names_the_key(make_config, override, key):
 @pytest.mark.parametrize(
     ("script", "override", "named"),
     [
-        ("train", "model.latnt_dim=3", "latnt_dim"),  # typo
+        pytest.param("train", "model.latnt_dim=3", "latnt_dim", marks=pytest.mark.fast),  # typo; the CLI case of `make test-fast`
         ("train", "model.lr=abc", "model.lr=abc"),  # wrong type
         ("train", "model.latent_dim=-2", "model.latent_dim"),  # bad value
         ("train", "model=foo", "Could not find 'model/foo' Available options in 'model': ae, "),  # bad choice of a config group

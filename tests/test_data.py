@@ -19,6 +19,8 @@ from aevae.errors import DataError
 from aevae.io import load_tensors, save_tensors
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.fast  # all quick (`make test-fast`), the prepare CLI's one-line error included
+
 DIGITS = dict(
     name="digits", root=None, download=False, prepared=None, split_seed=0, val_fraction=0.2, test_fraction=0.2,
     train_classes=None, binarize="none", threshold=0.5, batch_size=64, eval_batch_size=256,

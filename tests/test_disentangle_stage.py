@@ -82,6 +82,7 @@ def test_scores_groups_traversals_report_and_runs(make_config, prepared, checkpo
     ("override", "key"),
     [("data=digits", "data.name"), ("scores.mig_bins=0", "scores.mig_bins"), ("scores.dci_train_fraction=1", "scores.dci_train_fraction"), ("published.0.metric=sap", "published")],
 )
+@pytest.mark.fast
 def test_invalid_value_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):  # before the checkpoint is looked for
         disentangle(make_config(["+models.x=x.ckpt", override], config_name="disentangle"))

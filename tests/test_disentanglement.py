@@ -17,6 +17,8 @@ from aevae.evaluation.disentanglement import (
     mig,
 )
 
+pytestmark = pytest.mark.fast  # every test here is a quick unit test (`make test-fast`)
+
 SIZES = (3, 6, 8, 10)  # values per factor: 1,440 samples, every combination once
 FAST = dict(estimators=20)  # DCI classifiers: enough stages for these clean codes
 VOTES = dict(train_votes=2000, eval_votes=1000)

@@ -57,6 +57,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.fast
 def test_identical_images_reach_the_metric_maxima():
     torch.manual_seed(0)
     target = torch.rand(16, 1, 8, 8).round()
@@ -73,6 +74,7 @@ def test_identical_images_reach_the_metric_maxima():
     assert degraded["ssim"] < 0.95 and degraded["bce"] > 1.0
 
 
+@pytest.mark.fast
 def test_importance_estimate_with_one_sample_is_the_elbo_in_expectation():
     torch.manual_seed(0)
     model = build_model(VAE, MLP, (1, 8, 8)).eval()
@@ -104,6 +106,7 @@ def test_importance_estimate_is_seeded_and_tightens_with_more_samples(checkpoint
     assert estimates[2] > estimates[0] + 0.1
 
 
+@pytest.mark.fast
 def test_latent_paths():
     z0, z1 = torch.randn(3, 4), torch.randn(3, 4)
     paths = interpolate(z0, z1, steps=5)
@@ -139,6 +142,7 @@ def test_figures_skip_what_a_model_cannot_do(checkpoints, tmp_path):
     assert written["vae"] == common | {"samples"}
 
 
+@pytest.mark.fast
 def test_evaluate_rejects_bad_input_before_any_work(tmp_path, tracking_uri):
     missing = tmp_path / "missing.ckpt"
     cfg = compose_config("evaluate", [f"+models.ae={missing}", f"logger.tracking_uri={tracking_uri}"])
@@ -218,6 +222,7 @@ def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoi
     assert metrics["vae/latent/active_units"] > before["vae/latent/active_units"]
 
 
+@pytest.mark.fast
 def test_kl_per_dimension_sums_to_the_total_kl_and_active_units_count_varying_means():
     generator = torch.Generator().manual_seed(0)
     mu = torch.randn(500, 4, generator=generator) * torch.tensor([1.0, 0.5, 0.05, 0.0])
@@ -228,6 +233,7 @@ def test_kl_per_dimension_sums_to_the_total_kl_and_active_units_count_varying_me
     assert most_active_dimensions(mu, 3).tolist() == [0, 1, 2]
 
 
+@pytest.mark.fast
 def test_pca_reconstruction_is_exact_at_full_rank_and_improves_with_components():
     images = torch.rand(60, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     errors = [float((fit_pca(images, k, seed=0).reconstruct(images) - images).square().mean()) for k in (2, 8, 16)]
@@ -235,6 +241,7 @@ def test_pca_reconstruction_is_exact_at_full_rank_and_improves_with_components()
     assert fit_pca(images, 2, seed=0).codes(images).shape == (60, 2)
 
 
+@pytest.mark.fast
 def test_corruption_is_seeded_and_at_its_level():
     x = torch.full((200, 1, 8, 8), 0.5)
     draw = lambda kind, level, seed: corrupt(x, kind, level, torch.Generator().manual_seed(seed))  # noqa: E731

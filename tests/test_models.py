@@ -8,6 +8,8 @@ import torch
 from aevae.models import build_model
 from aevae.models.losses import corrupt, gaussian_kl, reconstruction_nll
 
+pytestmark = pytest.mark.fast  # every test here is a quick unit test (`make test-fast`)
+
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 CONV = {"name": "conv", "channels": [4, 8], "hidden_dim": 16}
 BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)

@@ -55,6 +55,7 @@ def checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.mark.fast
 def test_labelled_subsets_are_balanced_seeded_and_nested(digits):
     train_x, train_y, test_x, _ = digits
     test_images = {row.tobytes() for row in test_x}
@@ -69,6 +70,7 @@ def test_labelled_subsets_are_balanced_seeded_and_nested(digits):
     assert len(labelled_subset(train_y, None, seed=0)) == len(train_y)
 
 
+@pytest.mark.fast
 def test_every_feature_sees_the_same_subsets(digits):
     """Two copies of one feature get identical accuracies per seed (paired), different across seeds."""
     train_x, train_y, test_x, test_y = digits
@@ -82,6 +84,7 @@ def test_every_feature_sees_the_same_subsets(digits):
     assert len(runs) == 2 * (3 + 1)  # the `all` budget is fitted once
 
 
+@pytest.mark.fast
 def test_pixel_probe_with_all_labels_is_accurate(digits):
     train_x, train_y, test_x, test_y = digits
     (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, [None], seeds=[0], make_classifier=LOGREG)
@@ -90,6 +93,7 @@ def test_pixel_probe_with_all_labels_is_accurate(digits):
     assert shuffled["accuracy"] < 0.3  # labels that do not belong to their images carry no signal
 
 
+@pytest.mark.fast
 def test_probe_table_orders_budgets_numerically():
     metrics = {}
     for feature, accuracy in (("vae", 0.8), ("pixels", 0.9)):
@@ -102,6 +106,7 @@ def test_probe_table_orders_budgets_numerically():
     assert lines[3].startswith("| pixels | 0.900 ± 0.020")
 
 
+@pytest.mark.fast
 def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_config, tmp_path):
     cfg = make_config(["labels_per_class=[1,101]", "+models.ae=missing.ckpt"], config_name="probe")
     with pytest.raises(ConfigError, match=r"labels_per_class: a budget of 101 .* the 100 training images of class 2"):
@@ -122,6 +127,7 @@ def test_budget_above_the_smallest_class_is_rejected_before_models_load(make_con
         ("+logreg.tol=0.1", "logreg"),
     ],
 )
+@pytest.mark.fast
 def test_bad_probe_config_is_rejected(make_config, override, key):
     """(An unknown baseline, an Enum choice, is already rejected while composing: test_config.)"""
     cfg = make_config([override, "all_labels=false"], config_name="probe")
@@ -194,6 +200,7 @@ def test_probe_stage_end_to_end(checkpoints, tmp_path, tracking_uri):
         assert accuracy["all"] > before[f"probe/{name}/all/acc_mean"] + 0.1, (name, accuracy, before)
 
 
+@pytest.mark.fast
 def test_unscaled_features_keep_near_constant_noise_dimensions_harmless():
     """Standardizing blows near-constant features (a VAE's inactive units) up to unit variance;
     the reference probe's `standardize: false` keeps them at their size."""

@@ -81,12 +81,14 @@ def test_one_class_auroc_matches_scikit_learn_on_the_saved_scores(make_config):
     assert protocol["budget"]["name"] == "smoke" and protocol["task"] == "one_class" and protocol["published"]
 
 
+@pytest.mark.fast
 def test_metrics_across_seeds_are_mean_and_sample_std():
     metrics = across_seeds({0: {"acc": 0.8}, 1: {"acc": 0.9}, 2: {"acc": 1.0}})
     assert metrics["acc/mean"] == pytest.approx(0.9) and metrics["acc/std"] == pytest.approx(0.1)
     assert metrics["acc/seed_2"] == 1.0 and across_seeds({5: {"acc": 0.7}})["acc/std"] == 0.0
 
 
+@pytest.mark.fast
 def test_verdict_uses_the_target_and_the_direction():
     assert verdict(87.0, {"value": 86.76, "target": 87.5, "better": "lower"}) == "reached (+0.5)"
     assert verdict(93.45, {"value": 86.76, "target": 87.5, "better": "lower"}) == "missed by 5.95"
@@ -103,6 +105,7 @@ def test_an_unknown_budget_is_one_line_before_any_work(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "key"), [(["seeds=[0,0]"], "seeds"), (["experiment=ref_iwae_vae", "likelihood.samples=0"], "likelihood.samples")])
+@pytest.mark.fast
 def test_a_recipe_rejects_bad_values_by_name(make_config, overrides, key):
     cfg = make_config(["experiment=ref_iwae_vae", "budget=smoke", *overrides], config_name="reference")
     with pytest.raises(ConfigError, match=f"^{key}:"):

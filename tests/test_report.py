@@ -11,6 +11,8 @@ import pytest
 from aevae import plots, report
 from aevae.errors import ConfigError, DataError
 
+pytestmark = pytest.mark.fast  # every test here is a quick unit test (`make test-fast`)
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

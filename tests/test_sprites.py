@@ -32,6 +32,7 @@ def splits():
     return prepare_splits(sprites_cfg())
 
 
+@pytest.mark.fast
 def test_factors_span_dsprites_ranges_on_a_smaller_grid():
     values = {factor.name: factor.values for factor in FACTORS}
     assert FACTOR_NAMES == ("shape", "scale", "orientation", "x", "y")

@@ -36,6 +36,7 @@ def tiny_model(seed: int = 0):
     return build_model(SSVAE, MLP, SHAPE).eval()
 
 
+@pytest.mark.fast
 def test_unlabelled_loss_is_the_hand_summed_elbo():
     """-U(x) = sum_y q(y|x) (recon + KL_z - log p(y)) + sum_y q(y|x) log q(y|x), one class at a time."""
     model, x = tiny_model(), torch.rand(2, *SHAPE).round()
@@ -57,6 +58,7 @@ def test_unlabelled_loss_is_the_hand_summed_elbo():
     torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"]))
 
 
+@pytest.mark.fast
 def test_step_objective_adds_the_labelled_batch_and_its_weighted_cross_entropy():
     model, x = tiny_model(), torch.rand(6, *SHAPE)
     y = torch.tensor([0, 3, 9])
@@ -72,6 +74,7 @@ def test_step_objective_adds_the_labelled_batch_and_its_weighted_cross_entropy()
     torch.testing.assert_close(labelled["ce"], -model.classify(x[:3]).log()[torch.arange(3), y])
 
 
+@pytest.mark.fast
 def test_importance_bound_with_the_class_summed_out_is_above_the_elbo():
     """With one z per class, log sum_y p(y) w_y >= sum_y q(y) log(p(y) w_y / q(y)) image by image
     (Jensen); more samples tighten the bound."""
@@ -85,6 +88,7 @@ def test_importance_bound_with_the_class_summed_out_is_above_the_elbo():
     assert torch.all(many >= few - 0.05)
 
 
+@pytest.mark.fast
 def test_capabilities_are_declared_and_the_rest_refused():
     x = torch.rand(4, *SHAPE)
     vae = build_model({"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}, MLP, SHAPE)
@@ -104,6 +108,7 @@ def test_capabilities_are_declared_and_the_rest_refused():
     assert [row.shape for row in analogy_grid(model, x[:3])] == [(11, *SHAPE)] * 3
 
 
+@pytest.mark.fast
 def test_labelled_batches_are_the_probes_subset_and_the_rest_comes_unlabelled(make_config):
     cfg = make_config(["data.batch_size=64"])
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=3)

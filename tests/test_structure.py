@@ -18,6 +18,8 @@ from structure import (
     module_name,
 )
 
+pytestmark = pytest.mark.fast  # no training: part of `make test-fast`
+
 # Lower layers never import higher ones (a module may import its own layer or any lower one).
 LAYERS = {
     "aevae.errors": 0,

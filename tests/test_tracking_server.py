@@ -43,6 +43,7 @@ def test_train_logs_to_a_tracking_server_over_http(make_config, server_url, tmp_
     assert comparison.runs_url == f"{server_url}/#/experiments/{experiment.experiment_id}/runs"
 
 
+@pytest.mark.fast
 def test_unreachable_tracking_server_fails_fast_naming_it(make_config):
     uri = f"http://127.0.0.1:{free_port()}"
     cfg = make_config([*TINY, f"logger.tracking_uri={uri}"])

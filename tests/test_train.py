@@ -80,6 +80,7 @@ def test_training_improves_the_elbo(make_config):
     assert len(elbos) == 3 and elbos[-1] > elbos[0]
 
 
+@pytest.mark.fast
 def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
     from aevae.callbacks import loss_drop_per_epoch
 
@@ -89,6 +90,7 @@ def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
     assert loss_drop_per_epoch([5.0, 5.0, 5.0, 5.5]) < 0  # rising again
 
 
+@pytest.mark.fast
 def test_plateau_metrics_tell_a_levelled_off_loss_from_a_falling_one():
     from aevae.callbacks import LEVELLED_OFF_PERCENT, plateau_metrics
 

@@ -19,7 +19,11 @@ WATCH_INTERVAL_S = 1.0
 @contextmanager
 def own_folder(folder: Path) -> Iterator[None]:
     """Hold `<folder>/.lock` (an advisory lock the kernel drops when the process dies, however it
-    dies); a second process refuses in one line naming the holder's pid."""
+    dies); a second process refuses in one line naming the holder's pid. The ranks of one
+    multi-process training (torchrun sets `RANK`) share the folder: rank 0 holds it for them."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK_FILE, "a+")
     try:
