@@ -22,6 +22,9 @@ HARMLESS_WARNINGS = (
 SHOWN_WARNINGS: set[tuple[str, str]] = set()  # (category, first line) of every warning printed
 
 
+SILENT_STORE_ERRORS = "mlflow.store.db.utils"
+
+
 def quiet_libraries() -> None:
     """Raise the libraries' loggers (under DVC, the stages' too) to WARNING and ignore the
     harmless warnings (in this process; Lightning's spawned ranks call it again from
@@ -30,6 +33,9 @@ def quiet_libraries() -> None:
     quiet = QUIET_LOGGERS + (QUIET_UNDER_DVC if os.environ.get("DVC_STAGE") else ())
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a store that cannot be written is reported in one line by `aevae.tracking.open_run`; MLflow
+    # would first log the whole SQLAlchemy error (80-odd lines)
+    logging.getLogger(SILENT_STORE_ERRORS).setLevel(logging.CRITICAL)
     for pattern in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
 
