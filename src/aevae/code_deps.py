@@ -3,6 +3,7 @@ and the config files it composes. The configure stage records their hashes for D
 structure tests check the package's layers with the same reading."""
 
 import ast
+import hashlib
 import re
 from pathlib import Path
 
@@ -78,3 +79,15 @@ def entry_point_code(root: Path, entry_point: Path) -> list[Path]:
     for path in composed_config_paths(root / "conf", config_name(entry_point)):
         paths |= set(path.rglob("*.yaml")) if path.is_dir() else {path}
     return sorted(path.relative_to(root) for path in paths)
+
+
+def source_md5() -> str:
+    """One md5 over this package's sources and the project's configs (`src/aevae/**/*.py`,
+    `conf/**/*.yaml`): what a finished or interrupted training must share with the code that
+    runs now to be trusted or resumed."""
+    src = Path(__file__).resolve().parent
+    files = sorted(src.rglob("*.py")) + sorted((src.parents[1] / "conf").rglob("*.yaml"))
+    digest = hashlib.md5()
+    for path in files:
+        digest.update(path.relative_to(src.parents[1]).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

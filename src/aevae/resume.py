@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from aevae.checkpoints import readable, set_aside
+from aevae.code_deps import source_md5
 from aevae.errors import ConfigError
 from aevae.io import write_json
 
@@ -28,10 +29,12 @@ class Resumable(NamedTuple):
 
 
 def fingerprint(cfg: Any) -> dict[str, Any]:
-    """What a checkpoint must share with the current config to be resumed: data (and the prepared
-    file's content), model, net and seed. Trainer settings such as max_epochs may change."""
+    """What a checkpoint must share with the current run to be resumed or trusted: data (and the
+    prepared file's content), model, net, seed and the code. Trainer settings such as max_epochs
+    may change."""
     prepared = cfg.data.prepared
     return {
+        "code_md5": source_md5(),
         "config": OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["data", "model", "net", "seed"]), resolve=True),
         "prepared_md5": hashlib.md5(Path(prepared).read_bytes()).hexdigest() if prepared else None,
     }
@@ -49,11 +52,14 @@ def check_owner(checkpoint_dir: Path, label: str) -> None:
         raise ConfigError(f"output_dir: {checkpoint_dir.parent} holds the checkpoints of model {owner!r}, not {label!r}; choose another output_dir or delete that folder")
 
 
-def finished_as_configured(output_dir: Path, config_yaml: str) -> bool:
-    """Whether `output_dir` holds a finished training of exactly this config, with readable outputs."""
+def finished_as_configured(output_dir: Path, config_yaml: str, current: dict[str, Any]) -> bool:
+    """Whether `output_dir` holds a finished training of exactly this config and code
+    (`current`: its fingerprint), with readable outputs."""
     config, best = output_dir / "config.yaml", output_dir / "checkpoints" / "best.ckpt"
+    record = recorded(output_dir / "checkpoints")
     return (
-        recorded(output_dir / "checkpoints").get("finished", False)
+        record.get("finished", False)
+        and record.get("fingerprint") == current
         and (output_dir / "metrics.json").is_file()
         and config.is_file()
         and config.read_text() == config_yaml

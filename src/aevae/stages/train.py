@@ -48,7 +48,8 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
     metrics_file = output_dir / "metrics.json"
     with own_folder(output_dir):
         resume.check_owner(checkpoint_dir, cfg.model.label)
-        if resume.finished_as_configured(output_dir, config_yaml):
+        fingerprint = resume.fingerprint(cfg)
+        if resume.finished_as_configured(output_dir, config_yaml, fingerprint):
             metrics = json.loads(metrics_file.read_text())
             log_summary(f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} already trained as configured", metrics)
             return metrics
@@ -58,7 +59,6 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         # checkpoints record the data config, so evaluation can use the binarization trained with
         datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
         model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
-        fingerprint = resume.fingerprint(cfg)
         resumable = resume.find_resumable(checkpoint_dir, fingerprint, cfg.trainer.max_epochs)
         metrics_file.unlink(missing_ok=True)  # written again when this run ends
 
