@@ -1,24 +1,34 @@
-"""Training and evaluation throughput of aevae against a plain PyTorch loop and a common Lightning set-up.
+"""Training and evaluation throughput of aevae against a plain PyTorch loop and a common Lightning set-up,
+and what fraction of the machine's matrix-multiply peak each one reaches.
 
 Three ways to train the same network with the same optimizer and batch size on MNIST:
 
   (a) aevae      the project's LightningModule and `InMemoryDataModule` through a Lightning
-                 Trainer configured from `conf/trainer/` (logger, checkpointing, progress bar and
-                 model summary off; validation off with `limit_val_batches=0`);
+                 Trainer configured from `conf/trainer/`, compiled where the config says so, as the
+                 train stage does (logger, checkpointing, progress bar and model summary off;
+                 validation off with `limit_val_batches=0`);
   (b) plain      a hand-written loop over the same per-epoch permutation and batch boundaries as
-                 (a), slicing a pre-shuffled tensor: the model's `loss_terms`, its Adam, nothing
-                 else (the practical limit);
+                 (a), slicing a pre-shuffled tensor: the model's `loss_terms`, its Adam and
+                 learning-rate schedule, nothing else (the practical limit);
   (c) dataloader the same Trainer fed by `DataLoader(TensorDataset(...), shuffle=True)`.
 
-Each variant runs `--warmup` untimed epochs, then `--epochs` timed ones; the table shows the
-median. Evaluation throughput is `score_anomaly` and `loss_terms` over the test split in
-`data.eval_batch_size` batches under `torch.no_grad`.
+The training is the study's: model `--model` of `params.yaml` with the overrides that the
+configure stage writes for its train stage (batch size, learning rate and schedule, model and
+net), on MNIST. Each variant runs `--warmup` untimed epochs, then `--epochs` timed ones; the
+table shows the median. Evaluation throughput is `score_anomaly` and `loss_terms` over the test
+split in `data.eval_batch_size` batches under `torch.no_grad`.
+
+Beside s/epoch and images/s, each row shows its GFLOP/s and their fraction of the GEMM peak:
+the fastest of several square `torch.mm`s after warm-up, in the variants' compute dtype and
+thread count (the fp32 and bf16 peaks are both printed). FLOPs per image are those of the
+matrix products and convolutions (torch's `FlopCounterMode`, 2 per multiply-add); a training
+step counts 3 x its forward's (backward: the input and the weight gradients).
 
     python benchmarks/throughput.py --epochs 3
-    python benchmarks/throughput.py --device cuda --compile
-    python benchmarks/throughput.py --train-limit 5000 --epochs 2 net.hidden_dims=[256,128]
+    python benchmarks/throughput.py --batch-size 128 --compile
+    python benchmarks/throughput.py --train-limit 5000 --epochs 2 net.hidden_dims=[512]
 
-Trailing arguments are Hydra overrides of the training config (`conf/train.yaml`).
+Trailing arguments are Hydra overrides of the training config (`conf/train.yaml`), after the study's.
 """
 
 import argparse
@@ -34,49 +44,55 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
+from aevae import study
 from aevae.config import register_configs, validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.models import BaseAutoencoder, build_model
+from aevae.models.base import LRSchedule, lr_factor
 from aevae.models.losses import corrupt
+from aevae.stages.configure import training_overrides
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MNIST_ROOT = os.environ.get("AEVAE_MNIST_ROOT", str(REPO_ROOT / "data" / "raw" / "mnist"))
-DEFAULT_OVERRIDES = ["net.hidden_dims=[512]", "model.latent_dim=16"]
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before the timed ones")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--model", default="vae", help="a config name in conf/model/ (ae, vae, dae, beta_vae)")
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of the study's (params.yaml)")
+    parser.add_argument("--model", default="vae", help="a model of params.yaml's `models` (ae, dae, vae, beta_vae)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant of (a)")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant of (a) (unless the config compiles (a))")
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own, as in training)")
+    parser.add_argument("--gemm-size", type=int, default=None, help="side of the GEMM-peak matrices (default: 2048 on CPU, 8192 on CUDA)")
     parser.add_argument("--mnist-root", default=DEFAULT_MNIST_ROOT, help="directory of the MNIST IDX files (env AEVAE_MNIST_ROOT)")
-    parser.add_argument("overrides", nargs="*", help=f"Hydra overrides (default: {' '.join(DEFAULT_OVERRIDES)})")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, after the study's")
     return parser.parse_args()
 
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
-    """The training config as `pipelines/train.py` would compose it, with the benchmark's choices."""
+    """The train stage's config of the study's model `args.model`, on MNIST, with the benchmark's choices."""
     register_configs()
-    overrides = [
-        "data=mnist",
-        f"data.root={args.mnist_root}",
-        f"data.batch_size={args.batch_size}",
-        f"model={args.model}",
-        f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}",
-        "logger=none",
-        *DEFAULT_OVERRIDES,
-        *args.overrides,
-    ]
+    params = study.load(REPO_ROOT / "params.yaml")
+    if args.model not in params.models:
+        raise SystemExit(f"--model {args.model}: not a model of params.yaml; its models: {', '.join(params.models)}")
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "output_dir=unused"])  # nothing is written
+        runtime = compose("train", return_hydra_config=True)
+        runtime.hydra.runtime.output_dir = "unused"  # `output_dir` resolves as in a Hydra run; nothing is written
+        HydraConfig.instance().set_config(runtime)
+        overrides, _ = training_overrides(params, args.model)
+        overrides += ["data=mnist", f"data.root={args.mnist_root}", f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}", "logger=none"]
+        if args.batch_size is not None:
+            overrides.append(f"data.batch_size={args.batch_size}")
+        cfg = compose("train", overrides=[*overrides, *args.overrides])
     validate(cfg)
     return cfg
 
@@ -95,9 +111,37 @@ def clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (as `precision: bf16-mixed` in conf/trainer/gpu.yaml), none on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def compute_dtype(cfg: DictConfig) -> torch.dtype:
+    """The dtype the configured trainer's precision multiplies in (`32-true`: fp32)."""
+    precision = str(cfg.trainer.precision)
+    return torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` (as a `*-mixed` precision of the trainer), none for fp32."""
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
+def gemm_peak(n: int, dtype: torch.dtype, device: torch.device, seconds: float = 0.5) -> float:
+    """GFLOP/s of the fastest `n` x `n` `torch.mm` in `dtype`, timed for about `seconds` after two warm-up ones."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        torch.mm(a, b)
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = clock(device)
+        torch.mm(a, b)
+        took = clock(device) - start
+        best, spent = min(best, took), spent + took
+    return 2 * n**3 / best / 1e9
+
+
+@torch.no_grad()
+def forward_flops(fn: Callable[[torch.Tensor], object], images: torch.Tensor) -> float:
+    """FLOPs per image of `fn(images)` in matrix products and convolutions (2 per multiply-add)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(images)
+    return counter.get_total_flops() / len(images)
 
 
 class EpochTimer(L.Callback):
@@ -124,6 +168,11 @@ def fresh_model(cfg: DictConfig, splits: Splits, device: torch.device) -> BaseAu
     return build_model(model_cfg, net_cfg, splits.image_shape).to(device)
 
 
+def as_trained(cfg: DictConfig, model: BaseAutoencoder) -> torch.nn.Module:
+    """The model as the train stage fits it: compiled where the config says so."""
+    return torch.compile(model) if cfg.compile else model
+
+
 def fit_lightning(cfg: DictConfig, model: torch.nn.Module, epochs: int, device: torch.device, **data) -> list[float]:
     """Epoch durations of `trainer.fit(model, **data)` with the configured Trainer, validation off."""
     timer = EpochTimer(device)
@@ -146,30 +195,32 @@ def shuffled_batches(images: torch.Tensor, batch_size: int, seed: int, epoch: in
 
 
 def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
-    """Epoch durations of a hand-written loop: `loss_terms`, backward, the model's Adam."""
-    optimizer = model.optimizer()  # the Adam of configure_optimizers (its schedule is constant by default)
+    """Epoch durations of a hand-written loop: `loss_terms`, backward, the model's Adam and per-epoch schedule."""
+    optimizer = model.optimizer()  # the Adam of configure_optimizers
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(model.cfg.lr_schedule), epochs))
     model.train()
-    durations = []
+    dtype, durations = compute_dtype(cfg), []
     for epoch in range(epochs):
         start = clock(device)
         for x in shuffled_batches(images, cfg.data.batch_size, cfg.seed, epoch):
-            with autocast(device):
+            with autocast(device, dtype):
                 loss = model.loss_terms(corrupt(x, model.cfg.corruption, model.cfg.corruption_level), x)["loss"].mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        schedule.step()
         durations.append(clock(device) - start)
     return durations
 
 
 @torch.no_grad()
-def eval_durations(fn: Callable[[torch.Tensor], object], images: torch.Tensor, batch_size: int, passes: int, device: torch.device) -> list[float]:
+def eval_durations(fn: Callable[[torch.Tensor], object], images: torch.Tensor, batch_size: int, passes: int, device: torch.device, dtype: torch.dtype) -> list[float]:
     """Durations of `passes` passes of `fn` over `images` in batches of `batch_size`."""
     durations = []
     for _ in range(passes):
         start = clock(device)
         for first in range(0, len(images), batch_size):
-            with autocast(device):
+            with autocast(device, dtype):
                 fn(images[first : first + batch_size])
         durations.append(clock(device) - start)
     return durations
@@ -178,9 +229,13 @@ def eval_durations(fn: Callable[[torch.Tensor], object], images: torch.Tensor, b
 def main() -> None:
     args = parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-fit banners between the variants
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = compose_config(args)
+    dtype = compute_dtype(cfg)
+    gemm_size = args.gemm_size or (8192 if device.type == "cuda" else 2048)
+    peaks = {d: gemm_peak(gemm_size, d, device) for d in dict.fromkeys([torch.float32, torch.bfloat16, dtype])}
     # Lightning applies `trainer.deterministic` process-wide; set it up front so all variants share it.
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
     splits = limit_train(load_or_prepare(cfg.data), args.train_limit)
@@ -191,32 +246,41 @@ def main() -> None:
     total = args.warmup + args.epochs
 
     runs: dict[str, list[float]] = {
-        "(a) aevae": fit_lightning(cfg, fresh_model(cfg, splits, device), total, device, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed)),
+        "(a) aevae": fit_lightning(cfg, as_trained(cfg, fresh_model(cfg, splits, device)), total, device, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed)),
         "(b) plain": fit_plain(cfg, fresh_model(cfg, splits, device), train_x, total, device),
         "(c) dataloader": fit_lightning(
-            cfg, fresh_model(cfg, splits, device), total, device,
+            cfg, as_trained(cfg, fresh_model(cfg, splits, device)), total, device,
             train_dataloaders=DataLoader(TensorDataset(train_x, train_y), batch_size=cfg.data.batch_size, shuffle=True),
         ),
     }
-    if args.compile:
+    if args.compile and not cfg.compile:
         model = fresh_model(cfg, splits, device)
         runs["(a) aevae compiled"] = fit_lightning(cfg, torch.compile(model), total, device, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed))
 
     model = fresh_model(cfg, splits, device).eval()  # untrained: the speed does not depend on the weights
-    for name, fn in (("score_anomaly", model.score_anomaly), ("loss_terms", lambda x: model.loss_terms(x, x))):
-        runs[f"eval {name}"] = eval_durations(fn, test_x, cfg.data.eval_batch_size, total, device)
+    evals = {"score_anomaly": model.score_anomaly, "loss_terms": lambda x: model.loss_terms(x, x)}
+    flops = {f"eval {name}": forward_flops(fn, test_x[:64]) for name, fn in evals.items()}
+    step_flops = 3 * flops["eval loss_terms"]
+    for name, fn in evals.items():
+        runs[f"eval {name}"] = eval_durations(fn, test_x, cfg.data.eval_batch_size, total, device, dtype)
 
     print(f"\n{cfg.model.name} {cfg.net.name} hidden_dims={list(cfg.net.get('hidden_dims', []))} latent_dim={cfg.model.latent_dim} "
-          f"batch={cfg.data.batch_size} device={device} threads={torch.get_num_threads()} precision={cfg.trainer.precision} "
+          f"batch={cfg.data.batch_size} lr={cfg.model.lr} lr_schedule={cfg.model.lr_schedule} compile={cfg.compile} device={device} "
+          f"threads={torch.get_num_threads()} precision={cfg.trainer.precision} "
           f"train={len(train_x)} test={len(test_x)} (eval batch {cfg.data.eval_batch_size}); median of {args.epochs} after {args.warmup} warm-up; "
           f"1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'variant':<22}{'s/epoch':>9}{'images/s':>11}   timed epochs (s)")
+    print(f"GEMM peak ({gemm_size}x{gemm_size} torch.mm): " + ", ".join(f"{DTYPE_NAMES[d]} {p:.1f}" for d, p in peaks.items())
+          + f" GFLOP/s; 'of peak' is of the {DTYPE_NAMES[dtype]} one")
+    print(f"MFLOP per image (matrix products and convolutions): training step {step_flops / 1e6:.3f} (3 x its forward), "
+          + ", ".join(f"{name.removeprefix('eval ')} {f / 1e6:.3f}" for name, f in flops.items()))
+    print(f"{'variant':<22}{'s/epoch':>9}{'images/s':>11}{'GFLOP/s':>9}{'of peak':>9}   timed epochs (s)")
     rate = {}
     for name, durations in runs.items():
         median = statistics.median(durations[args.warmup :])
         rate[name] = (len(test_x) if name.startswith("eval") else len(train_x)) / median
+        gflops = rate[name] * flops.get(name, step_flops) / 1e9
         timed = " ".join(f"{d:.2f}" for d in durations[args.warmup :])
-        print(f"{name:<22}{median:>9.3f}{rate[name]:>11.0f}   {timed}")
+        print(f"{name:<22}{median:>9.3f}{rate[name]:>11.0f}{gflops:>9.1f}{gflops / peaks[dtype]:>9.1%}   {timed}")
     print(f"a/b = {rate['(a) aevae'] / rate['(b) plain']:.3f}   a/c = {rate['(a) aevae'] / rate['(c) dataloader']:.3f}")
 
 

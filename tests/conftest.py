@@ -46,8 +46,9 @@ STUDY_PARAMS = {
     "models.beta_vae.max_epochs": 1,
     "classifier.max_epochs": 1,
     "evaluate.iw_samples": 8,
+    "anomaly.models": ["ae", "dae", "vae", "beta_vae"],  # every model (the default study: ae and vae)
     "anomaly.normal_classes": [0, 1],
-    "anomaly.max_epochs": 1,
+    "epochs.digits.anomaly": 1,
     "anomaly.iw_samples": 4,
     "probe.labels_per_class": [1, 5],
     "probe.repeats": 2,

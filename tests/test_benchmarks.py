@@ -3,13 +3,20 @@
 import subprocess
 import sys
 
+import yaml
+
 from conftest import REPO_ROOT
 
 
-def test_throughput_benchmark_runs_and_prints_its_ratios(tmp_path):
-    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--epochs", "1", "--train-limit", "256"]
+def test_throughput_benchmark_trains_as_the_study_and_prints_its_fraction_of_the_gemm_peak(tmp_path):
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--epochs", "1", "--train-limit", "256", "--gemm-size", "256", "net.hidden_dims=[32]"]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert f"batch={params['train']['batch_size']} lr={params['models']['vae']['lr']}" in result.stdout
+    # 784-32-(2x16) encoder and 16-32-784 decoder: 51,712 multiply-adds forward, 2 FLOPs each, 3 forwards a step
+    assert "training step 0.310 (3 x its forward)" in result.stdout
+    assert "GEMM peak (256x256 torch.mm): fp32 " in result.stdout and "of peak" in result.stdout
     assert "(a) aevae" in result.stdout and "a/b = " in result.stdout and "a/c = " in result.stdout
     assert list(tmp_path.iterdir()) == []  # writes nothing
 
@@ -27,4 +34,13 @@ def test_process_exit_benchmark_runs_both_variants_and_prints_the_saving(tmp_pat
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "as it comes" in result.stdout and "gc.freeze() last (aevae)" in result.stdout and "saved per process: " in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_startup_benchmark_times_entry_points_beside_torch(tmp_path):
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "startup.py"), "--repeats", "1", "prepare", "report"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0] for line in result.stdout.splitlines()[2:]}
+    assert "x torch" in result.stdout and rows == {"import", "prepare", "report"}
     assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ import pytest
 
 from aevae import plots, report
 from aevae.errors import ConfigError, DataError
+from aevae.stages.report import levelled_off
 
 pytestmark = pytest.mark.fast  # every test here is a quick unit test (`make test-fast`)
 
@@ -218,3 +219,10 @@ def test_summary_marks_the_columns_of_models_that_had_not_levelled_off():
     table = report.summary_table(SUMMARY | {"provisional": ["vae"]}, METRICS)
     assert table.splitlines()[0] == f"| use | better | ae | vae {report.PROVISIONAL_MARK} | pca |"
     assert report.PROVISIONAL_MARK not in report.summary_table(SUMMARY, METRICS)
+
+
+def test_a_model_is_provisional_when_its_training_or_one_of_its_one_class_trainings_had_not_levelled_off():
+    assert levelled_off({"val/levelled_off": 1.0, "val/loss": 90.0})
+    assert not levelled_off({"val/levelled_off": 0.0, "val/loss": 90.0})
+    assert not levelled_off({"anomaly/vae/levelled_off/mean": 0.9, "anomaly/vae/levelled_off/class_0": 1.0, "anomaly/vae/auroc/mean": 0.9})
+    assert levelled_off({"anomaly/vae/levelled_off/mean": 1.0, "anomaly/vae/auroc/mean": 0.5})

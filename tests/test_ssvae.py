@@ -1,7 +1,9 @@
 """The semi-supervised VAE (M2): its loss with the class summed out, the labelled batches it trains
-with, the capability protocol, and what training buys: q(y|x) accuracy and samples of the digit
-asked for."""
+with, the capability protocol (and stages that ask for it rather than for a class), what training
+buys: q(y|x) accuracy and samples of the digit asked for, and the evaluate and anomaly stages on it."""
 
+import ast
+import csv
 import math
 import subprocess
 import sys
@@ -16,18 +18,21 @@ from omegaconf import open_dict
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.errors import ConfigError
+from aevae.evaluation.anomaly import anomaly_targets, detection_metrics
 from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, fit_supervised
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.models import MODELS, Capability, build_model, load_model
 from aevae.models.classifier import load_classifier
 from aevae.models.losses import gaussian_kl, reconstruction_nll
+from aevae.stages.anomaly import anomaly_scores, run as run_anomaly
 from aevae.stages.classifier import run as train_classifier
+from aevae.stages.evaluate import run as evaluate
 from aevae.stages.train import run as train
-from conftest import CONF_DIR, REPO_ROOT
+from conftest import CONF_DIR, REPO_ROOT, TINY
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
-SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, **BASE}
+SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, **BASE}
 SHAPE = (1, 8, 8)
 
 
@@ -59,7 +64,7 @@ def test_unlabelled_loss_is_the_hand_summed_elbo():
 
 
 @pytest.mark.fast
-def test_step_objective_adds_the_labelled_batch_and_its_weighted_cross_entropy():
+def test_step_objective_adds_the_labelled_batch_its_weighted_cross_entropy_and_the_class_balance():
     model, x = tiny_model(), torch.rand(6, *SHAPE)
     y = torch.tensor([0, 3, 9])
     batch = {"labelled": (x[:3], y), "unlabelled": (x[3:], torch.full((3,), -1))}
@@ -69,8 +74,12 @@ def test_step_objective_adds_the_labelled_batch_and_its_weighted_cross_entropy()
         torch.manual_seed(2)
         unlabelled = model.loss_terms(x[3:], x[3:])["loss"].mean()
         labelled = model.labelled_terms(x[:3], x[:3], y)
-    expected = unlabelled + labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean()
+    q = model.classify(x[3:])
+    balance = math.log(10) - float(-(q.mean(0) * q.mean(0).log()).sum())  # log 10 - H(mean q(y|x))
+    expected = unlabelled + labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean() + SSVAE["balance"] * balance
     torch.testing.assert_close(objective, expected)
+    assert balance > 0 and float(model.class_balance(torch.full((4, 10), 0.1))) == pytest.approx(0.0, abs=1e-6)
+    assert float(model.class_balance(F.one_hot(torch.tensor([3, 3]), 10).float())) == pytest.approx(math.log(10))
     torch.testing.assert_close(labelled["ce"], -model.classify(x[:3]).log()[torch.arange(3), y])
 
 
@@ -106,6 +115,20 @@ def test_capabilities_are_declared_and_the_rest_refused():
     torch.testing.assert_close(model.classify(x).sum(1), torch.ones(4))
     assert [row.shape for row in conditional_grid(model, 2)] == [(10, *SHAPE)] * 2
     assert [row.shape for row in analogy_grid(model, x[:3])] == [(11, *SHAPE)] * 3
+
+
+@pytest.mark.fast
+def test_stages_ask_a_model_what_it_can_do_and_never_name_a_model_class():
+    """A new model kind needs no stage edit: no stage module names a concrete model class (an
+    `isinstance` branch, an import); they ask `supports(Capability...)` instead."""
+    classes = {cls.__name__ for cls in MODELS.values()}
+    named = {
+        (path.name, node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else node.name)
+        for path in sorted((REPO_ROOT / "src" / "aevae" / "stages").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.Name, ast.Attribute, ast.alias))
+    }
+    assert not {(module, name) for module, name in named if name in classes}
 
 
 @pytest.mark.fast
@@ -148,6 +171,7 @@ def trained(tmp_path_factory):
         "judge": load_classifier(out / "judge" / "checkpoints" / "best.ckpt"),
         "data": datamodule.tensors,
         "cfg": model_cfg,
+        "checkpoints": {name: out / name / "checkpoints" / "best.ckpt" for name in ("model", "judge")},
     }
 
 
@@ -174,10 +198,53 @@ def test_trained_classifier_beats_untrained_and_its_net_trained_on_the_labels_al
     assert accuracy(lambda x: net(x).argmax(1), test_images, test_labels, 512) > 0.5  # 5 labels per class of 8x8 digits
 
 
+def test_evaluate_stage_measures_what_the_ssvae_can_do(trained, tmp_path):
+    """Likelihood with y summed out, posterior statistics, q(y|x) accuracy, samples of the class
+    asked for and the conditional figures, all found by asking the model what it supports."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", [f"+models.ssvae={trained['checkpoints']['model']}", "likelihood.samples=10", "logger=none",
+                                   f"generation.classifier={trained['checkpoints']['judge']}", "generation.samples=300"])  # fmt: skip
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "eval")
+    metrics = evaluate(cfg)
+    capable = {f"ssvae/{key}" for key in ("test/elbo", "test/nll_iwae", "latent/kl", "latent/active_units", "test/accuracy", "gen/fid", "gen/accuracy_given")}
+    assert capable <= metrics.keys()
+    assert metrics["ssvae/test/nll_iwae"] <= -metrics["ssvae/test/elbo"] + 1e-3  # the IS bound is above the ELBO
+    test_images, test_labels = trained["data"]["test"]
+    assert metrics["ssvae/test/accuracy"] == pytest.approx(accuracy(lambda x: trained["model"].classify(x).argmax(1), test_images, test_labels, 512))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    bounds = likelihood_bounds(trained["model"], test_images, 10, cfg.likelihood.batch_size, generator)
+    assert metrics["ssvae/test/nll_iwae"] == pytest.approx(-float(bounds["log_px"].mean()), rel=1e-5)
+    assert metrics["ssvae/gen/accuracy_given"] > 0.4  # an untrained decoder: about 0.1 (the test above)
+    figures = {path.name for path in (tmp_path / "eval" / "figures").iterdir()}
+    assert {"ssvae_samples.png", "ssvae_conditional_samples.png", "ssvae_analogies.png"} <= figures
+    rows = list(csv.DictReader((tmp_path / "eval" / "latent_kl.csv").open()))
+    assert [row["dim"] for row in rows] == [str(d) for d in range(trained["cfg"].model.latent_dim)]
+
+
+def test_anomaly_stage_scores_an_ssvae_also_by_its_likelihood_with_the_class_summed_out(make_config, tmp_path):
+    brief = ["trainer.limit_train_batches=null", "trainer.max_epochs=5", "model.lr=3e-3", "model.labels_per_class=5"]
+    cfg = make_config([*TINY, *brief, "model=ssvae", "normal_classes=[7]", "likelihood.samples=5", "logger=none"], config_name="anomaly")
+    metrics = run_anomaly(cfg)
+    methods = {"ssvae", "ssvae_iwae", "pca"}
+    assert metrics.keys() == {f"anomaly/{m}/{s}/{c}" for m in methods for s in ("auroc", "auprc") for c in ("class_7", "mean")}
+    model = load_model(tmp_path / "out" / "classes" / "class_7" / "checkpoints" / "best.ckpt")
+    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
+    datamodule.setup()
+    test_images, test_labels = datamodule.tensors["test"]
+    scores = anomaly_scores(model, test_images, cfg)
+    bounds = likelihood_bounds(model, test_images, 5, cfg.likelihood.batch_size, torch.Generator().manual_seed(cfg.seed))
+    torch.testing.assert_close(scores["ssvae_iwae"], -bounds["log_px"])
+    for method in ("ssvae", "ssvae_iwae"):
+        assert metrics[f"anomaly/{method}/auroc/class_7"] == pytest.approx(detection_metrics(scores[method], anomaly_targets(test_labels, 7))["auroc"])
+        assert metrics[f"anomaly/{method}/auroc/class_7"] > 0.75, method
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("model.alpha=-1", "model.alpha: must be >= 0"),
+        ("model.balance=-1", "model.balance: must be >= 0"),
         ("model.labels_per_class=0", "model.labels_per_class: must be > 0"),
         ("net=conv", "net: ssvae is built on MLP nets"),
     ],

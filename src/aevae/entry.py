@@ -69,7 +69,7 @@ def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
     """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml` and the command
     line's overrides (`@<file>`: those of a file). A train stage's `objective` metric goes back
     to Hydra's sweeper."""
-    register_configs()
+    register_configs(config_name)
     quiet_libraries()
     one_line_warnings()
     conf_dir = Path(sys.argv[0]).resolve().parents[1] / "conf"

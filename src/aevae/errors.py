@@ -14,6 +14,12 @@ class ConfigError(AevaeError, ValueError):
     """A config value is out of range or unknown."""
 
 
+def require(ok: bool, key: str, message: str) -> None:
+    """Raise ConfigError `<key>: <message>` unless `ok` (the schemas' checks of their values)."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
 class DataError(AevaeError):
     """A data file is missing, corrupt or of the wrong shape."""
 

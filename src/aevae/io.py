@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written output."""
+"""Atomic file writes: a reader never sees a half-written output. (torch is imported by the
+functions that save and load tensors: a stage that writes only text starts without it.)"""
 
 import csv
 import io
@@ -8,8 +9,6 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -58,6 +57,8 @@ def save_tensors(path: str | Path, tensors: dict[str, Any]) -> Path:
     torch.save names the zip archive after the file it writes to, so saving straight into the
     randomly named temporary file would give different bytes each time; a buffer gets a fixed name.
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
     data = buffer.getvalue()
@@ -66,4 +67,6 @@ def save_tensors(path: str | Path, tensors: dict[str, Any]) -> Path:
 
 def load_tensors(path: str | Path) -> dict[str, Any]:
     """Load a file written by `save_tensors` without unpickling arbitrary objects."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)

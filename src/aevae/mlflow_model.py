@@ -37,8 +37,6 @@ from aevae import tracking
 from aevae.errors import ConfigError, DataError
 from aevae.evaluation.batches import map_batches
 from aevae.io import save_tensors
-from aevae.models import load_model
-from aevae.models.classifier import load_classifier
 
 MODEL_NAME = "model"  # a training's model: runs:/<run id>/model
 WEIGHTS = "weights"  # the artifact with the weights and the small config (no optimizer state)
@@ -56,6 +54,9 @@ class TrainedModel:
     """A trained model read from a checkpoint (Lightning's, or the weights of a logged model)."""
 
     def __init__(self, checkpoint: str | Path) -> None:
+        from aevae.models import load_model  # Lightning: only once a model is opened
+        from aevae.models.classifier import load_classifier
+
         hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
         self.kind = "classifier" if "classifier" in hparams else "autoencoder"
         self.module = load_classifier(checkpoint) if self.kind == "classifier" else load_model(checkpoint)

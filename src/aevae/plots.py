@@ -1,23 +1,39 @@
-"""Every figure of the project, written as PNG files (matplotlib, no display needed)."""
+"""Every figure of the project, written as PNG files (matplotlib, no display needed).
 
+matplotlib, pandas and torch are imported by the functions that use them, on first use: a stage
+that imports this module starts without them.
+"""
+
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from aevae.io import write_atomic
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import pandas as pd  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from aevae.io import write_atomic  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import Tensor
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
-def tile_rows(rows: Sequence[Tensor], pad: int = 1) -> Tensor:
+@functools.cache
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def tile_rows(rows: Sequence["Tensor"], pad: int = 1) -> "Tensor":
     """One (H', W') canvas of the first channel of every image, a row of the canvas per tensor
     (N, C, H, W), separated by `pad` white pixels; short rows are padded with white."""
+    import torch
+
     height, width = rows[0].shape[-2:]
     canvas = torch.ones(len(rows) * (height + pad) + pad, max(len(row) for row in rows) * (width + pad) + pad)
     for r, images in enumerate(rows):
@@ -27,8 +43,9 @@ def tile_rows(rows: Sequence[Tensor], pad: int = 1) -> Tensor:
     return canvas
 
 
-def save_image_rows(rows: Sequence[Tensor], row_titles: Sequence[str], path: str | Path, title: str = "") -> Path:
+def save_image_rows(rows: Sequence["Tensor"], row_titles: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Save a grid: one row per tensor of images (N, C, H, W) in [0, 1], titled on the left."""
+    plt = pyplot()
     n_cols = max(len(row) for row in rows)
     fig, ax = plt.subplots(figsize=(1.0 + n_cols * 0.8, 0.4 + len(rows) * 0.8))
     ax.imshow(tile_rows(rows).numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -40,14 +57,15 @@ def save_image_rows(rows: Sequence[Tensor], row_titles: Sequence[str], path: str
     return _save(fig, ax, title, path)
 
 
-def save_png(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
+def save_png(fig: "Figure", path: str | Path, dpi: int = 100) -> Path:
     """Write a figure as PNG, atomically, and release it."""
+    plt = pyplot()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     plt.close(fig)
     return Path(path)
 
 
-def _save(fig: plt.Figure, ax: plt.Axes, title: str, path: str | Path) -> Path:
+def _save(fig: "Figure", ax: "Axes", title: str, path: str | Path) -> Path:
     """Title the axes, lay out and save the figure."""
     if title:
         ax.set_title(title, fontsize=9)
@@ -55,9 +73,10 @@ def _save(fig: plt.Figure, ax: plt.Axes, title: str, path: str | Path) -> Path:
     return save_png(fig, path)
 
 
-def save_latent_map(points: Tensor, labels: Tensor, path: str | Path, title: str = "", projected: bool = False) -> Path:
+def save_latent_map(points: "Tensor", labels: "Tensor", path: str | Path, title: str = "", projected: bool = False) -> Path:
     """Save a scatter plot of 2-D `points` (N, 2) coloured by integer `labels` (N,); `projected`:
     the points are principal components of the codes, not the codes themselves."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     xy, classes = points.detach().float().cpu().numpy(), labels.cpu().numpy()
     scatter = ax.scatter(xy[:, 0], xy[:, 1], c=classes, cmap="tab10", vmin=-0.5, vmax=9.5, s=6, alpha=0.8)
@@ -99,6 +118,7 @@ def save_roc_curves(
     A method found in several files (a shared baseline such as pca) is drawn from the first."""
     from aevae.errors import DataError
 
+    plt = pyplot()
     if not csv_paths_by_model:
         raise DataError("save_roc_curves: no roc.csv files given")
     curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
@@ -140,6 +160,7 @@ def save_roc_curves(
 def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, title: str, all_labels: str) -> Path:
     """Probe test accuracy against labels per class (log x), one line with error bars per feature;
     the budget named `all_labels` (every training label) as a dotted vertical line."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for feature in dict.fromkeys(row["feature"] for row in summary):
         rows = [row for row in summary if row["feature"] == feature]
@@ -171,6 +192,9 @@ def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, t
 def save_loss_curves(histories: Mapping[str, Path], path: str | Path, column: str = "val/loss") -> Path:
     """`column` of each model's history.csv against the epoch, one line per model (log y: the
     models' losses differ by a factor of two and their last epochs by under a percent)."""
+    import pandas as pd
+
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, csv_path in histories.items():
         history = pd.read_csv(csv_path)
@@ -182,9 +206,12 @@ def save_loss_curves(histories: Mapping[str, Path], path: str | Path, column: st
     return _save(fig, ax, f"{column} per epoch (validation split)", path)
 
 
-def plot_metric(frame: pd.DataFrame, x: str, y: str, line: str, ascending: bool) -> Any:
+def plot_metric(frame: "pd.DataFrame", x: str, y: str, line: str, ascending: bool) -> Any:
     """`y` against `x`, one line per value of `line`. Where several runs share a point (other
     params differ), the best one is drawn: the lowest `y` when `ascending`, else the highest."""
+    import pandas as pd
+
+    plt = pyplot()
     best = frame.dropna(subset=[y]).groupby([line, x], sort=True)[y]
     points = (best.min() if ascending else best.max()).reset_index()
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -181,8 +181,8 @@ def render_summary(summary: Any, sections: Sequence[Any]) -> str:
     provisional = [str(name) for name in _field(summary, "provisional", [])]
     if provisional:
         note += (
-            f" {PROVISIONAL_MARK} Provisional: the validation loss of {', '.join(provisional)} was still falling when training"
-            " ended (`val/levelled_off` = 0), so these numbers may still change with a larger budget."
+            f" {PROVISIONAL_MARK} Provisional: the validation loss of {', '.join(provisional)} was still falling when its training,"
+            " or one of its one-class trainings, ended (`val/levelled_off` = 0), so these numbers may still change with a larger budget."
         )
     if columns:
         out += [summary_table(summary, load_metrics(summary_files(summary, sections))), "", f"*{note}*", ""]

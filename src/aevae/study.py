@@ -47,9 +47,15 @@ class EvaluateParams:
 
 @dataclass
 class AnomalyParams:
+    models: list[str] = MISSING  # the keys of `models` that also get one-class models
     normal_classes: list[int] = MISSING
     iw_samples: int = MISSING
-    max_epochs: int = MISSING
+
+
+@dataclass
+class EpochsParams:
+    train: int = MISSING  # every main training's max_epochs (`train:` or a model's entry may set its own)
+    anomaly: int = MISSING  # each one-class model's max_epochs
 
 
 @dataclass
@@ -66,6 +72,7 @@ class StudyParams:
     seed: int = MISSING
     trainer: str = MISSING
     pca_components: Optional[int] = MISSING
+    epochs: dict[str, EpochsParams] = MISSING  # per data set
     train: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = MISSING
     classifier: ClassifierParams = MISSING
@@ -117,6 +124,14 @@ def load(path: str | Path) -> StudyParams:
             raise ConfigError(f"params.yaml models.{name}: name its kind, `model: <an option of conf/model>`")
     if not params.models:
         raise ConfigError("params.yaml models: list at least one model")
+    for name in params.anomaly.models:
+        if name not in params.models:
+            raise ConfigError(f"params.yaml anomaly.models: {name} is not a key of models{nearest(name, list(params.models))}; valid: {', '.join(params.models)}")
+    for name in params.epochs:
+        if name not in Dataset.__members__:
+            raise ConfigError(f"params.yaml epochs.{name}: not a data set{nearest(name, list(Dataset.__members__))}; valid: {', '.join(Dataset.__members__)}")
+    if params.data.name.value not in params.epochs:
+        raise ConfigError(f"params.yaml epochs: no budget for data set {params.data.name.value}; add `epochs.{params.data.name.value}: {{train: <epochs>, anomaly: <epochs>}}`")
     return params
 
 
@@ -150,7 +165,9 @@ def section_of(key: str, composed: DictConfig, where: str, name: str) -> str:
 
 
 def entry_keys(params: StudyParams, name: str) -> dict[str, tuple[str, Any]]:
-    """Model `name`'s training keys: `train`'s, then its entry's (which win), each with the
-    params.yaml path it was written at: key -> (path, value)."""
-    keys = {key: (f"train.{key}", value) for key, value in params.train.items()}
+    """Model `name`'s training keys: the data set's `epochs`, then `train`'s, then its entry's
+    (later ones win), each with the params.yaml path it was written at: key -> (path, value)."""
+    data = params.data.name.value
+    keys = {"max_epochs": (f"epochs.{data}.train", params.epochs[data].train)}
+    keys |= {key: (f"train.{key}", value) for key, value in params.train.items()}
     return keys | {key: (f"models.{name}.{key}", value) for key, value in params.models[name].items()}

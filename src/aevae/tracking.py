@@ -2,8 +2,10 @@
 
 Every run of the project is opened here: stage runs, per-class runs nested under their stage's
 run, sweep parents, and training runs (Lightning's `MLFlowLogger` attaches to the run by id).
+A process opens each store once (`store_client`), and imports MLflow only when it does.
 """
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -195,15 +197,22 @@ class Run:
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs"
 
 
-def connect(logger_cfg: Any, root: Path) -> tuple[Any, str, str]:
-    """(client, experiment id, URI) of the configured store, checked to be reachable."""
+@functools.cache
+def store_client(uri: str) -> Any:
+    """The process's one `MlflowClient` of the store `uri` (a missing SQLite store is created
+    first): every run of a process (a stage's, its nested runs, a sweep's parent) shares it."""
     from mlflow import MlflowClient
 
-    uri = tracking_uri(logger_cfg.tracking_uri, root)
-    check_reachable(uri)
     if uri.startswith(SQLITE):
         create_sqlite_store(uri)
-    client = MlflowClient(uri)
+    return MlflowClient(uri)
+
+
+def connect(logger_cfg: Any, root: Path) -> tuple[Any, str, str]:
+    """(client, experiment id, URI) of the configured store, checked to be reachable."""
+    uri = tracking_uri(logger_cfg.tracking_uri, root)
+    check_reachable(uri)
+    client = store_client(uri)
     return client, experiment_id(client, logger_cfg.experiment_name, uri), uri
 
 

@@ -4,36 +4,17 @@ their Fréchet distance per class, the supervised-only baseline on the same labe
 a grid of samples with one column per class, and analogies (a test image's style, every digit)."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING
 from torch import Tensor, nn
 
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.sample_quality import frechet_distance
 from aevae.models import BaseAutoencoder
-from aevae.models.base import require
-from aevae.models.classifier import N_CLASSES, ClassifierConfig, DigitClassifier
+from aevae.models.classifier import N_CLASSES, DigitClassifier
 from aevae.plots import save_image_rows
-
-
-@dataclass
-class SemiSupervisedConfig:
-    """The semi-supervised reference task's settings beside the model's (`semi_supervised`)."""
-
-    judge: ClassifierConfig = MISSING  # the digit classifier that labels the samples, trained by the classifier stage
-    judge_epochs: int = MISSING
-    samples_per_class: int = MISSING  # conditional samples of each digit (accuracy, Fréchet distance)
-    supervised_steps: int = MISSING  # full-batch Adam steps of the supervised-only baseline (at model.lr)
-    figure_rows: int = MISSING  # rows of the conditional-sample grid and of the analogy figure
-
-    def __post_init__(self) -> None:
-        for key in ("judge_epochs", "supervised_steps", "figure_rows"):
-            require(getattr(self, key) > 0, f"semi_supervised.{key}", f"must be > 0, got {getattr(self, key)}")
-        require(self.samples_per_class >= 2, "semi_supervised.samples_per_class", f"must be >= 2 (a covariance needs two), got {self.samples_per_class}")
 
 
 def accuracy(predict: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, batch_size: int) -> float:

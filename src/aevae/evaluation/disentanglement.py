@@ -10,8 +10,6 @@ scores about 1 on each.
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.metrics import mutual_info_score
 
 MIG_BINS = 20  # equal-width bins per code dimension (Locatello et al. 2019, section 5)
 # the scores' metric names, as a stage writes them
@@ -27,11 +25,15 @@ def discretize(codes: np.ndarray, bins: int = MIG_BINS) -> np.ndarray:
 
 def mutual_information(discrete_codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """I(z_j; v_k) of every discretised code dimension j and factor k: (D, K), in nats."""
+    from sklearn.metrics import mutual_info_score
+
     return np.array([[mutual_info_score(factor, code) for factor in factors.T] for code in discrete_codes.T])
 
 
 def factor_entropy(factors: np.ndarray) -> np.ndarray:
     """H(v_k) of each factor over the samples: (K,), in nats."""
+    from sklearn.metrics import mutual_info_score
+
     return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
@@ -96,6 +98,8 @@ def dci(codes: np.ndarray, factors: np.ndarray, *, seed: int, train_fraction: fl
     (1 - the paper's normalised squared error). The regressors fit a random `train_fraction` of
     the samples (drawn with `seed`) and are tested on the rest.
     """
+    from sklearn.ensemble import GradientBoostingRegressor
+
     order = np.random.default_rng(seed).permutation(len(codes))
     train, test = np.split(order, [round(train_fraction * len(codes))])
     targets = (factors - factors.mean(0)) / np.where(factors.std(0) > 0, factors.std(0), 1.0)

@@ -2,7 +2,6 @@
 
 import torch
 import torch.nn.functional as F
-from sklearn.decomposition import PCA
 from torch import Tensor
 
 
@@ -29,5 +28,7 @@ def project_2d(z: Tensor, seed: int) -> Tensor:
     principal components."""
     if z.shape[1] <= 2:
         return F.pad(z, (0, 2 - z.shape[1]))
+    from sklearn.decomposition import PCA
+
     points = PCA(n_components=2, random_state=seed).fit_transform(z.double().cpu().numpy())
     return torch.from_numpy(points).float()

@@ -3,18 +3,21 @@ models' latent size; codes for the probe, reconstructions for reconstruction, de
 anomaly scores."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 from torch import Tensor
+
+if TYPE_CHECKING:  # scikit-learn is imported by `fit_pca`
+    from sklearn.decomposition import PCA
 
 
 @dataclass
 class PixelPCA:
     """A PCA of flattened images (in float64)."""
 
-    pca: PCA
+    pca: "PCA"
     image_shape: tuple[int, ...]
 
     def codes(self, images: Tensor) -> np.ndarray:
@@ -34,4 +37,6 @@ def _flat(images: Tensor) -> np.ndarray:
 
 def fit_pca(train_images: Tensor, n_components: int, seed: int) -> PixelPCA:
     """The first `n_components` principal components of `train_images` (N, C, H, W)."""
+    from sklearn.decomposition import PCA
+
     return PixelPCA(PCA(n_components=n_components, random_state=seed).fit(_flat(train_images)), tuple(train_images.shape[1:]))

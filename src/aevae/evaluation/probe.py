@@ -11,13 +11,9 @@ and PCA (fitted on all training images, as many components as the latent size).
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
@@ -25,7 +21,11 @@ from aevae.data.subsets import Budget, labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.pca import fit_pca
-from aevae.models import BaseAutoencoder
+
+if TYPE_CHECKING:  # scikit-learn is imported by the functions that build classifiers
+    from sklearn.pipeline import Pipeline
+
+    from aevae.models import BaseAutoencoder
 
 ALL_LABELS = "all"
 FeaturePair = tuple[np.ndarray, np.ndarray]  # (train features, test features)
@@ -56,7 +56,7 @@ def check_budgets(train_labels: np.ndarray, budgets: Sequence[Budget]) -> None:
 
 
 # --- features ----------------------------------------------------------------------------------
-def embed_images(model: BaseAutoencoder, images: Tensor, batch_size: int) -> np.ndarray:
+def embed_images(model: "BaseAutoencoder", images: Tensor, batch_size: int) -> np.ndarray:
     """The model's `embed` of `images`, computed in batches without gradients."""
     model.eval()
     return map_batches(model.embed, images.to(model.device), batch_size).cpu().numpy()
@@ -69,7 +69,7 @@ def pca_features(train_images: Tensor, test_images: Tensor, n_components: int, s
 
 
 def probe_features(
-    models: Mapping[str, BaseAutoencoder],
+    models: Mapping[str, "BaseAutoencoder"],
     baselines: Sequence[str],
     train_images: Tensor,
     test_images: Tensor,
@@ -86,7 +86,7 @@ def probe_features(
     return features
 
 
-def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAutoencoder]) -> int:
+def resolve_pca_components(configured: int | None, models: Mapping[str, "BaseAutoencoder"]) -> int:
     """The configured number of PCA components, else the models' latent size (the largest when
     they differ: a baseline with a code at least as large as every model's)."""
     if configured is not None:
@@ -97,15 +97,23 @@ def resolve_pca_components(configured: int | None, models: Mapping[str, BaseAuto
 
 
 # --- the protocol ------------------------------------------------------------------------------
-def logistic_probe(C: float, max_iter: int, standardize: bool = True) -> Pipeline:
+def logistic_probe(C: float, max_iter: int, standardize: bool = True) -> "Pipeline":
     """Multinomial logistic regression (lbfgs, L2 strength 1/C), on standardized features
     unless `standardize` is false."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(*([StandardScaler()] if standardize else []), LogisticRegression(C=C, max_iter=max_iter))
 
 
-def svm_probe(C: float, gamma: str | float, standardize: bool = True) -> Pipeline:
+def svm_probe(C: float, gamma: str | float, standardize: bool = True) -> "Pipeline":
     """An RBF-kernel support vector machine (one-vs-one), on standardized features unless
     `standardize` is false."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
     return make_pipeline(*([StandardScaler()] if standardize else []), SVC(C=C, gamma=gamma, kernel="rbf"))
 
 
@@ -115,7 +123,7 @@ def probe_runs(
     test_labels: np.ndarray,
     budgets: Sequence[Budget],
     seeds: Sequence[int],
-    make_classifier: Callable[[], Pipeline],
+    make_classifier: Callable[[], "Pipeline"],
 ) -> list[dict[str, Any]]:
     """Test accuracy of one fit of `make_classifier()` per feature x budget x seed, on subsets
     shared by all features.

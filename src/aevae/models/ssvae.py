@@ -23,12 +23,14 @@ from aevae.nets import NETS
 @dataclass
 class SSVAEConfig(AEConfig):
     labels_per_class: int = MISSING  # labelled training images per class: the probe's subset for the run's seed
-    alpha: float = MISSING  # weight of the labelled batch's mean cross-entropy -log q(y|x), per image (see SemiSupervisedVAE)
+    alpha: float = MISSING  # weight of the labelled batch's mean cross-entropy -log q(y|x) (see SemiSupervisedVAE)
+    balance: float = MISSING  # weight of the unlabelled batch's class balance, log 10 - H(mean q(y|x)); 0: Kingma et al.'s M2
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.labels_per_class > 0, "model.labels_per_class", f"must be > 0, got {self.labels_per_class}")
         require(self.alpha >= 0, "model.alpha", f"must be >= 0, got {self.alpha}")
+        require(self.balance >= 0, "model.balance", f"must be >= 0, got {self.balance}")
 
 
 class SemiSupervisedVAE(BaseAutoencoder):
@@ -39,12 +41,22 @@ class SemiSupervisedVAE(BaseAutoencoder):
     - labelled: -L(x, y) = recon + KL(q(z|x,y) || p(z)) - log p(y);
     - unlabelled, y summed out: -U(x) = sum_y q(y|x) (-L(x, y)) - H(q(y|x))
       = E_q(y|x)[recon + KL_z] + KL(q(y|x) || p(y)), all 10 classes in one batched pass;
-    - step objective: mean_unlabelled(-U) + mean_labelled(-L) + alpha * mean_labelled(-log q(y|x)),
-      one labelled and one unlabelled batch per step (`InMemoryDataModule.serve_labels`).
+    - step objective: mean_unlabelled(-U) + mean_labelled(-L) + alpha * mean_labelled(-log q(y|x))
+      + balance * (log 10 - H(mean_unlabelled q(y|x))), one labelled and one unlabelled batch per
+      step (`InMemoryDataModule.serve_labels`).
 
-    Kingma et al. weight the cross-entropy by alpha = 0.1 * N in an objective summed over the N
-    training images; per image, as here, that is `alpha: 0.1`. Unlike their sum, the labelled
-    ELBO weighs as much as the unlabelled one in each step (the labelled images are seen every step).
+    Kingma et al.'s objective is summed over the N training images (N_l labelled) and weighs the
+    labelled batch's mean cross-entropy by alpha = 0.1 * N: against the unlabelled ELBO of one
+    image that is 0.1, against the labelled ELBO of one image 0.1 * N / N_l (54 for 100 of 54,000
+    images). Here each step weighs the labelled ELBO's mean as much as the unlabelled one's (the
+    labelled images are seen every step), so `alpha` = 0.1 * N / N_l keeps their ratio of
+    cross-entropy to labelled ELBO, and `alpha` = 0.1 their ratio to the unlabelled ELBO.
+
+    The balance term is not in Kingma et al.'s M2 (`balance` = 0 leaves it out): p(y) is uniform,
+    so the classes q(y|x) gives many images should be about balanced, which -U does not ask for
+    (a confident q(y|x) pays KL(q(y|x) || p(y)) = log 10 - H(q(y|x)) whichever class it picks). The
+    term, >= 0 and 0 when the unlabelled batch's mean q(y|x) is uniform, is the marginal class
+    entropy of CatGAN (Springenberg 2016) and IMSAT (Hu et al. 2017).
 
     Validation and test terms are the unlabelled ones, computed without labels (`val/loss` = -U
     chooses the checkpoint); `val/accuracy` of q(y|x) is logged beside them. The code of `embed`
@@ -123,10 +135,11 @@ class SemiSupervisedVAE(BaseAutoencoder):
         logits = self.decoder(torch.cat([z, F.one_hot(y, N_CLASSES).to(z.dtype)], dim=1))
         return -reconstruction_nll(logits, target, self.cfg.likelihood, self.cfg.gaussian_std), logits
 
-    def _unlabelled_terms(self, x_in: Tensor, target: Tensor, *, sample: bool) -> dict[str, Tensor]:
-        """-U(x) and its parts per image; z drawn from q(z | x, y) (`sample`) or at its mean."""
+    def _unlabelled_terms(self, x_in: Tensor, target: Tensor, *, sample: bool, log_q: Tensor | None = None) -> dict[str, Tensor]:
+        """-U(x) and its parts per image; z drawn from q(z | x, y) (`sample`) or at its mean;
+        `log_q`: log q(y | x_in) when already computed."""
         n = len(x_in)
-        log_q = self.classifier(x_in).log_softmax(1)
+        log_q = self.classifier(x_in).log_softmax(1) if log_q is None else log_q
         q = log_q.exp()
         mu, logvar, y = self._every_class(x_in)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
@@ -147,16 +160,27 @@ class SemiSupervisedVAE(BaseAutoencoder):
         nll = -log_px + gaussian_kl(mu, logvar) + math.log(N_CLASSES)
         return {"nll": nll, "ce": F.cross_entropy(self.classifier(x_in), y, reduction="none")}
 
+    @staticmethod
+    def class_balance(q: Tensor) -> Tensor:
+        """log 10 - H(mean q): how far the mean of class probabilities `q` (B, 10) is from the
+        uniform p(y), in nats (>= 0)."""
+        mean = q.mean(0)
+        return math.log(N_CLASSES) + (mean * mean.clamp_min(torch.finfo(mean.dtype).tiny).log()).sum()
+
     def training_terms(self, batch: Any) -> dict[str, Tensor]:
         """The unlabelled batch's terms; its 'loss' per image is -U(x) plus the labelled batch's
-        share (mean -L + alpha * mean cross-entropy), so that its mean is the step objective."""
+        share (mean -L + alpha * mean cross-entropy) and the unlabelled batch's balance term, so
+        that its mean is the step objective."""
         (x_l, y_l), (x_u, _) = batch["labelled"], batch["unlabelled"]
         noisy = lambda x: corrupt(x, self.cfg.corruption, self.cfg.corruption_level)  # noqa: E731
-        terms = self.loss_terms(noisy(x_u), x_u)
+        x_in = noisy(x_u)
+        log_q = self.classifier(x_in).log_softmax(1)
+        terms = self._unlabelled_terms(x_in, x_u, sample=True, log_q=log_q)
         labelled = self.labelled_terms(noisy(x_l), x_l, y_l)
-        ce = labelled["ce"].mean()
+        ce, balance = labelled["ce"].mean(), self.class_balance(log_q.exp())
         self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y_l))
-        return terms | {"loss": terms["loss"] + labelled["nll"].mean() + self.cfg.alpha * ce}
+        self.log("train/balance", balance.detach(), on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x_u))
+        return terms | {"loss": terms["loss"] + labelled["nll"].mean() + self.cfg.alpha * ce + self.cfg.balance * balance}
 
     @torch.no_grad()
     def log_likelihood_bounds(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:

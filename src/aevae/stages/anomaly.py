@@ -18,7 +18,7 @@ from aevae.evaluation.batches import map_batches
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
-from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
+from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 
@@ -37,11 +37,12 @@ def class_config(cfg: DictConfig, normal_class: int) -> DictConfig:
 
 
 def anomaly_scores(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, Tensor]:
-    """Scores of the test images by the model (its `score_anomaly`) and, for a VAE with
+    """Scores of the test images by the model (its `score_anomaly`) and, for a model with a
+    likelihood (`Capability.likelihood`: a VAE, or an ssvae with the class summed out) and
     `likelihood.samples > 0`, by its importance-sampled -log p(x) (as `<model>_iwae`)."""
     label = cfg.model.label
     scores = {label: map_batches(model.score_anomaly, images, cfg.data.eval_batch_size)}
-    if isinstance(model, VariationalAutoencoder) and cfg.likelihood.samples > 0:
+    if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
         generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
         bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
         scores[f"{label}_iwae"] = -bounds["log_px"]
@@ -72,7 +73,8 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     """For each class of `cfg.normal_classes`: train the configured model on that class (one
     MLflow run each, nested under this stage's run, itself under `parent` if given), score every
     test image, and compare with the PCA baseline. Writes `metrics.json`
-    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`) and `roc.csv` under `cfg.output_dir`, and
+    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`, and `anomaly/<model>/levelled_off/<class_c|mean>`:
+    whether each class's training levelled off, and the share that did) and `roc.csv` under `cfg.output_dir`, and
     logs them; beside the class models, `<train_dir>/scores.pt` holds every test image's score
     per method and class (`<method>/class_<c>`) and the test `labels`. Returns the metrics."""
     validate(cfg)
@@ -87,7 +89,8 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as stage_run:
         for normal_class in cfg.normal_classes:
             class_cfg = class_config(cfg, normal_class)
-            train.run(class_cfg, parent=stage_run.run_id)
+            trained = train.run(class_cfg, parent=stage_run.run_id)
+            metrics[f"anomaly/{cfg.model.label}/levelled_off/class_{normal_class}"] = trained["val/levelled_off"]
             model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
             scores = anomaly_scores(model, test_images, cfg)
             scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, resolve_pca_components(cfg.pca_components, {cfg.model.label: model}), cfg.seed)

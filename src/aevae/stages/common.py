@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_only
+from lightning_utilities.core.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from aevae import tracking
@@ -19,6 +19,14 @@ from aevae.workspace import project_root
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of its run, by Lightning's record (`rank_zero_only.rank`: set
+    from the launcher's environment when Lightning is imported, then by a Trainer's strategy). A
+    process that has not imported Lightning trains nothing: it is the only one, rank 0. (The
+    record lives in `lightning_utilities`, which loads without Lightning.)"""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def config_part(cfg: Any, schema: type) -> DictConfig:
@@ -64,7 +72,7 @@ def open_stage_run(
     """The MLflow run of one stage (per model: `label`), nested under `parent` or else under the
     run group; tagged with stage, model, data set and DVC stage; its params the resolved config
     (or `params`). Only rank 0 opens a run."""
-    if rank_zero_only.rank != 0:
+    if not is_rank_zero():
         yield tracking.Run()
         return
     tags = {"aevae.stage": stage, "aevae.dataset": dataset}
@@ -100,7 +108,7 @@ def where_line(output: str | Path, run: tracking.Run) -> str:
 def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, run: tracking.Run, *, where_under_dvc: bool = False) -> None:
     """A stage's closing lines: its headline metrics, then its `where_line`; under `dvc repro` the
     first line only (DVC's command line shows the outputs), unless `where_under_dvc`."""
-    if rank_zero_only.rank != 0:
+    if not is_rank_zero():
         return
     shown = headline(metrics)
     lines = [f"{title}: {shown}" if shown else title]

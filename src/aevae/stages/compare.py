@@ -97,13 +97,12 @@ def run(cfg: Any) -> Comparison:
     """Read the runs that `cfg` selects from MLflow; write `runs.md`, `runs.csv` and, with a
     `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`; print the table, the
     files and, for an HTTP store, the runs URL."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     validate(cfg)
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, project_root())
     tracking.check_reachable(uri)
-    client = MlflowClient(uri)
+    client = tracking.store_client(uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     if experiment is None:
         raise TrackingError(f"logger.experiment_name: no experiment {cfg.logger.experiment_name!r} in {uri}")

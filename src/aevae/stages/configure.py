@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae import study
 from aevae.code_deps import entry_point_code
-from aevae.config import validate
+from aevae.config import register_configs, validate
 from aevae.errors import ConfigError, hydra_message
 from aevae.io import write_atomic
 from aevae.workspace import best_checkpoint
@@ -53,17 +53,19 @@ def compose_checked(config_name: str, overrides: list[str], origin: Callable[[st
     return cfg
 
 
-def training_overrides(params: study.StudyParams, name: str, max_epochs: int | None = None) -> tuple[list[str], dict[str, str]]:
-    """The train config's overrides of model `name` (with `max_epochs` instead of its own, for
-    the one-class models), and for each override key the params.yaml key it came from."""
+def training_overrides(params: study.StudyParams, name: str, one_class: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The train config's overrides of model `name` (for its one-class models: with the data
+    set's `epochs.<data>.anomaly` instead of its own max_epochs), and for each override key the
+    params.yaml key it came from."""
     keys = study.entry_keys(params, name)
     choices = [f"{choice}={study.override_value(keys.pop(choice)[1])}" for choice in study.CHOICES if choice in keys]
     base = [f"data={params.data.name.value}", f"trainer={params.trainer}", *choices]
     composed = compose_checked("train", base, lambda key: f"models.{name}.{key}" if key in study.CHOICES else key)
     origin = {"data": "data.name", "trainer": "trainer", "model": f"models.{name}.model", "net": f"models.{name}.net"}
     overrides = [*base, f"seed={params.seed}", f"model.label={name}"]
-    if max_epochs is not None:
-        keys["max_epochs"] = ("anomaly.max_epochs", max_epochs)
+    if one_class:
+        data = params.data.name.value
+        keys["max_epochs"] = (f"epochs.{data}.anomaly", params.epochs[data].anomaly)
     for key, (where, value) in keys.items():
         target = f"{study.section_of(key, composed, where, name)}.{key}"
         overrides.append(f"{target}={study.override_value(value)}")
@@ -80,19 +82,20 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tup
     for name in params.models:
         train, origin = training_overrides(params, name)
         stages[f"train/{name}"] = ("train", train)
-        anomaly, _ = training_overrides(params, name, max_epochs=params.anomaly.max_epochs)
+        compose_checked("train", train, lambda key, origin=origin: origin.get(key, key))
+    for name in params.anomaly.models:
+        anomaly, origin = training_overrides(params, name, one_class=True)
         anomaly += [
             f"normal_classes={study.override_value(params.anomaly.normal_classes)}",
             f"likelihood.samples={params.anomaly.iw_samples}",
             pca,
         ]
         stages[f"anomaly/{name}"] = ("anomaly", anomaly)
-        compose_checked("train", train, lambda key, origin=origin: origin.get(key, key))
         compose_checked("anomaly", anomaly, lambda key, origin=origin: origin.get(key, f"anomaly.{key}"))
     stages["classifier"] = ("classifier", [data, f"trainer={params.trainer}", f"trainer.max_epochs={params.classifier.max_epochs}", f"seed={params.seed}"])
     stages["evaluate"] = ("evaluate", [data, *checkpoints, f"generation.classifier={best_checkpoint(Path(models_dir) / 'classifier')}", f"likelihood.samples={params.evaluate.iw_samples}", pca, f"seed={params.seed}"])
     stages["probe"] = ("probe", [data, *checkpoints, f"labels_per_class={study.override_value(params.probe.labels_per_class)}", f"repeats={params.probe.repeats}", pca, f"seed={params.seed}"])
-    stages["report"] = ("report", [f"dataset={params.data.name.value}", f"models={study.override_value(list(params.models))}"])
+    stages["report"] = ("report", [f"dataset={params.data.name.value}", f"models={study.override_value(list(params.models))}", f"one_class_models={study.override_value(params.anomaly.models)}"])
     for name in ("prepare", "classifier", "evaluate", "probe", "report"):
         config_name, overrides = stages[name]
         compose_checked(config_name, overrides, lambda key, name=name: f"{name}.{key}" if name in ("classifier", "evaluate", "probe") else key)
@@ -108,6 +111,7 @@ def run(cfg: Any) -> dict[str, float]:
     the files of models no longer listed). Returns no metrics."""
     validate(cfg)
     params = study.load(cfg.params)
+    register_configs()  # the configs of the stages that follow, which it composes
     stages = stage_overrides(params, cfg.models_dir)
     root, output_dir = Path.cwd(), Path(cfg.output_dir)
     code: dict[str, list[str]] = {}

@@ -23,7 +23,7 @@ from aevae.evaluation.disentanglement import SCORE_NAMES, dci, dimension_factors
 from aevae.evaluation.latent import traverse
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior_mean_variance
 from aevae.io import write_atomic, write_csv, write_json
-from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
+from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.plots import save_image_rows
 from aevae.report import markdown_table
 from aevae.stages.common import open_stage_run, params_of, print_summary
@@ -60,8 +60,9 @@ def group_name(label: str, beta: float | None) -> str:
 
 
 @torch.no_grad()
-def elbo_terms(model: VariationalAutoencoder, images: Tensor, batch_size: int) -> dict[str, float]:
-    """Mean ELBO, KL and reconstruction term per image (nats), one posterior sample each."""
+def elbo_terms(model: BaseAutoencoder, images: Tensor, batch_size: int) -> dict[str, float]:
+    """Mean ELBO, KL and reconstruction term per image (nats), one posterior sample each (the
+    `loss_terms` of a model with a likelihood)."""
     sums = {"elbo": 0.0, "kl": 0.0, "recon": 0.0}
     for batch in images.split(batch_size):
         terms = model.loss_terms(batch, batch)
@@ -117,11 +118,11 @@ def score_model(name: str, model: BaseAutoencoder, images: Tensor, factors: np.n
         **{f"mig/{factor}": float(value) for factor, value in zip(factor_names, gap.per_factor)},
         **{f"dci/r2/{factor}": float(value) for factor, value in zip(factor_names, dci_scores.r2)},
     }
-    beta = None
-    if isinstance(model, VariationalAutoencoder):
+    if model.supports(Capability.likelihood):
         torch.manual_seed(cfg.seed)
         metrics |= elbo_terms(model, images, batch_size)
-        beta = float(model.cfg.beta)
+    beta = getattr(model.cfg, "beta", None)  # the KL weight of a model config that has one
+    beta = None if beta is None else float(beta)
     dimensions = [
         {
             "model": name,

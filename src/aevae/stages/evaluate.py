@@ -1,4 +1,10 @@
-"""The evaluate stage: reconstruction, likelihood and figures of trained checkpoints on the test split."""
+"""The evaluate stage: reconstruction, likelihood and figures of trained checkpoints on the test split.
+
+What is measured of a model beyond its reconstructions follows from what it says it can do
+(`BaseAutoencoder.supports`, `Capability`), never from its class: a likelihood gives the test ELBO
+and IS bound, a diagonal-gaussian posterior the latent statistics, a prior the sample quality, a
+classifier q(y|x) its test accuracy, class-conditional generation the share of samples seen as
+the class asked for and its figures."""
 
 import copy
 import logging
@@ -14,6 +20,7 @@ from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.batches import map_batches
+from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
 from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior_mean_variance
@@ -22,7 +29,7 @@ from aevae.evaluation.probe import resolve_pca_components
 from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.evaluation.sample_quality import class_histogram, coverage, frechet_distance
 from aevae.io import write_csv, write_json
-from aevae.models import BaseAutoencoder, VariationalAutoencoder, load_model
+from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.models.classifier import N_CLASSES, DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
 from aevae.stages.common import open_stage_run, params_of, print_summary
@@ -77,42 +84,56 @@ def restoration_metrics(restore: Callable[[Tensor], Tensor], clean: Tensor, corr
 
 
 @torch.no_grad()
-def posterior(model: VariationalAutoencoder, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+def posterior(model: BaseAutoencoder, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     """Posterior means and log-variances of `images`, (N, D) each."""
     mu, logvar = zip(*(model.encode(batch) for batch in images.split(batch_size)))
     return torch.cat(mu), torch.cat(logvar)
 
 
-def likelihood_metrics(model: VariationalAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:
-    """Test ELBO and IS estimate of -log p(x) (log-weights summed in fp32: bf16 would lose the nats
-    these sums are compared in), and how the posterior uses the latent space: its mean KL and
-    the number of active units (Burda et al. 2015)."""
+def likelihood_metrics(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:
+    """Test ELBO and IS estimate of -log p(x) of a model with a likelihood (its
+    `log_likelihood_bounds`: for a class-conditional model, with the class summed out), in fp32
+    (bf16 would lose the nats these sums are compared in)."""
     generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
     bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
-    mu, logvar = posterior(model, images, cfg.data.eval_batch_size)
-    return {
-        "test/elbo": float(bounds["elbo"].mean()),
-        "test/nll_iwae": float(-bounds["log_px"].mean()),
-        "latent/kl": float(kl_per_dimension(mu, logvar).sum()),
-        "latent/active_units": float(active_units(mu)),
-    }
+    return {"test/elbo": float(bounds["elbo"].mean()), "test/nll_iwae": float(-bounds["log_px"].mean())}
+
+
+def posterior_metrics(model: BaseAutoencoder, images: Tensor, batch_size: int) -> dict[str, float]:
+    """How a model's diagonal-gaussian posterior (its `encode`) uses the latent space: its mean KL
+    and the number of active units (Burda et al. 2015)."""
+    mu, logvar = posterior(model, images, batch_size)
+    return {"latent/kl": float(kl_per_dimension(mu, logvar).sum()), "latent/active_units": float(active_units(mu))}
+
+
+def classification_metrics(model: BaseAutoencoder, images: Tensor, labels: Tensor, batch_size: int) -> dict[str, float]:
+    """`test/accuracy` of a model's classifier q(y|x) (its most probable class)."""
+    return {"test/accuracy": accuracy(lambda x: model.classify(x).argmax(1), images, labels, batch_size)}
 
 
 def generation_metrics(model: BaseAutoencoder | None, restore: Callable[[Tensor], Tensor], classifier: DigitClassifier, real: Tensor, cfg: Any) -> dict[str, float]:
     """In the classifier's feature space: `test/fid` of the reconstructions of `real` (a reference
-    point); for a model with a prior, `gen/fid` of as many samples and their class coverage."""
+    point); for a model with a prior, `gen/fid` of as many samples and their class coverage; for
+    a model that generates a given class, `gen/accuracy_given`: the share of as many samples,
+    the classes asked for in turn, that the classifier sees as the class asked for (mean over
+    classes)."""
     batch_size = cfg.data.eval_batch_size
     metrics = {"test/fid": frechet_distance(classifier, real, map_batches(restore, real, batch_size), batch_size)}
-    if isinstance(model, VariationalAutoencoder):
+    if model is not None and model.supports(Capability.sample):
         torch.manual_seed(cfg.seed)
         samples = torch.cat([model.sample(len(batch)) for batch in real.split(batch_size)])
         metrics["gen/fid"] = frechet_distance(classifier, real, samples, batch_size)
         histogram = class_histogram(classifier.predict, samples, batch_size, N_CLASSES)
         metrics |= {f"gen/{key}": value for key, value in coverage(histogram).items()}
+    if model is not None and model.supports(Capability.sample_given):
+        torch.manual_seed(cfg.seed)
+        asked = torch.arange(len(real), device=real.device) % N_CLASSES
+        samples = map_batches(model.sample_given, asked, batch_size)
+        metrics["gen/accuracy_given"] = float(per_class_accuracy(classifier, samples, asked, batch_size).mean())
     return metrics
 
 
-def latent_rows(name: str, model: VariationalAutoencoder, images: Tensor, batch_size: int) -> list[dict[str, Any]]:
+def latent_rows(name: str, model: BaseAutoencoder, images: Tensor, batch_size: int) -> list[dict[str, Any]]:
     """One row per latent dimension: its mean KL (nats) and the variance of its posterior mean."""
     mu, logvar = posterior(model, images, batch_size)
     kl, variance = kl_per_dimension(mu, logvar), posterior_mean_variance(mu)
@@ -124,7 +145,7 @@ def protocol(model: BaseAutoencoder, checkpoint: str, data_cfg: Any, n_test: int
     described = {"checkpoint": str(checkpoint), "dataset": str(data_cfg.name), "binarize": str(data_cfg.binarize), "n_test": n_test}
     if data_cfg.binarize == "threshold":
         described["threshold"] = data_cfg.threshold
-    if isinstance(model, VariationalAutoencoder):
+    if model.supports(Capability.likelihood):
         described |= {"likelihood": str(model.cfg.likelihood), "iwae_samples": cfg.likelihood.samples, "units": "nats per image"}
     return described
 
@@ -163,13 +184,19 @@ def run(cfg: Any) -> dict[str, float]:
             data_cfg = data_config_for(cfg.models[name], cfg.data)
             images, labels = split_images(splits, data_cfg, cfg.seed, device)["test"]
             results[name] = restoration_metrics(model.reconstruct, images, corrupted_sets(images, cfg.corruptions, cfg.seed), batch_size)
-            if isinstance(model, VariationalAutoencoder):
+            if model.supports(Capability.likelihood):
                 results[name] |= likelihood_metrics(model, images, cfg)
+            if model.supports(Capability.posterior):
+                results[name] |= posterior_metrics(model, images, batch_size)
                 latent_table += latent_rows(name, model, images, batch_size)
+            if model.supports(Capability.classify):
+                results[name] |= classification_metrics(model, images, labels, batch_size)
             if classifier is not None:
                 results[name] |= generation_metrics(model, model.reconstruct, classifier, images[: cfg.generation.samples], cfg)
             protocols[name] = protocol(model, cfg.models[name], data_cfg, len(images), cfg)
             figures[name] = save_model_figures(model, images, labels, cfg.figures, output_dir / "figures", name, batch_size=batch_size, seed=cfg.seed)
+            if model.supports(Capability.sample_given) and model.supports(Capability.posterior):  # a style z decoded as every class
+                figures[name] += save_conditional_figures(model, images, cfg.figures.n_images, output_dir / "figures", name, cfg.seed)
         data = split_images(splits, cfg.data, cfg.seed, device)
         (train_images, _), (test_images, _) = data["train"], data["test"]
         corrupted = corrupted_sets(test_images, cfg.corruptions, cfg.seed)

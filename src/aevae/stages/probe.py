@@ -1,14 +1,17 @@
-"""The probe stage: logistic regression on frozen latents (and on pixels and PCA) with few labels."""
+"""The probe stage: logistic regression on frozen latents (and on pixels and PCA) with few labels.
+
+The data module and the models (Lightning) are imported when the stage runs, not when it starts.
+"""
 
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from aevae.config import validate
-from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.data import load_or_prepare
 from aevae.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.probe import (
@@ -24,15 +27,19 @@ from aevae.evaluation.probe import (
     summarize,
 )
 from aevae.io import write_csv, write_json
-from aevae.models import BaseAutoencoder, load_model
 from aevae.plots import save_accuracy_plot
 from aevae.stages.common import open_stage_run, params_of, print_summary
+
+if TYPE_CHECKING:
+    from aevae.models import BaseAutoencoder
 
 log = logging.getLogger(__name__)
 
 
-def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int], device: torch.device) -> dict[str, BaseAutoencoder]:
+def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int], device: torch.device) -> dict[str, "BaseAutoencoder"]:
     """The trained models named in config on `device`, checked to match the data's image shape."""
+    from aevae.models import load_model
+
     models = {}
     for name, path in checkpoints.items():
         if not Path(path).is_file():
@@ -48,6 +55,8 @@ def run(cfg: Any) -> dict[str, float]:
     """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
     (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
     under `cfg.output_dir`, and log metrics and files to MLflow. Returns the metrics."""
+    from aevae.data import InMemoryDataModule
+
     validate(cfg)
     device = check_device("device", cfg.device)
     splits = load_or_prepare(cfg.data)

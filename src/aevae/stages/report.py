@@ -11,30 +11,44 @@ from aevae import report
 from aevae.config import MetricsFile, ReportConfig, validate
 from aevae.errors import DataError
 from aevae.io import write_atomic, write_json
-from aevae.mlflow_model import register_models
 from aevae.plots import save_loss_curves, save_roc_curves
 from aevae.stages.common import open_stage_run, print_summary
 
 MODEL = "{model}"  # stands for each model's name in a configured path or label
+ONE_CLASS_MODEL = "{one_class_model}"  # stands for each model with one-class runs
+Names = dict[str, Sequence[str]]  # placeholder -> the names it stands for
 
 
-def per_model(pattern: str, models: Sequence[str]) -> dict[str, Path]:
-    """`pattern` with `{model}` replaced by each model's name; a missing file is named."""
-    paths = {name: Path(pattern.replace(MODEL, name)) for name in models}
+def placeholder(pattern: str, names: Names) -> str | None:
+    """The placeholder that `pattern` holds, if any."""
+    return next((key for key in names if key in pattern), None)
+
+
+def per_model(pattern: str, names: Names) -> dict[str, Path]:
+    """`pattern` with its placeholder replaced by each name it stands for; a missing file is named."""
+    key = placeholder(pattern, names)
+    paths = {name: Path(pattern.replace(key, name)) for name in names[key]} if key else {}
     missing = [str(path) for path in paths.values() if not path.is_file()]
     if missing:
         raise DataError(f"{', '.join(missing)}: not found (run the stages that write them: dvc repro)")
     return paths
 
 
-def expand_files(files: Sequence[MetricsFile], models: Sequence[str]) -> list[MetricsFile]:
-    """A metrics file whose path holds `{model}` becomes one file per model, in model order."""
+def levelled_off(metrics: dict[str, Any]) -> bool:
+    """Whether every training that a metrics file reports on had levelled off: its own
+    `val/levelled_off`, and the share of its one-class models that did (`.../levelled_off/mean`)."""
+    return all(value >= 1.0 for key, value in metrics.items() if key == "val/levelled_off" or key.endswith("/levelled_off/mean"))
+
+
+def expand_files(files: Sequence[MetricsFile], names: Names) -> list[MetricsFile]:
+    """A metrics file whose path holds a placeholder becomes one file per name, in order."""
     expanded = []
     for file in files:
-        if MODEL not in file.path:
+        key = placeholder(file.path, names)
+        if key is None:
             expanded.append(file)
             continue
-        expanded += [replace(file, path=file.path.replace(MODEL, name), label=file.label.replace(MODEL, name)) for name in models]
+        expanded += [replace(file, path=file.path.replace(key, name), label=file.label.replace(key, name)) for name in names[key]]
     return expanded
 
 
@@ -45,12 +59,13 @@ def run(cfg: Any) -> dict[str, float]:
     those numbers."""
     typed: ReportConfig = validate(cfg)
     models = list(typed.models)
-    save_roc_curves(per_model(typed.roc_curves, models), typed.roc_figure)
-    save_loss_curves(per_model(typed.histories, models), typed.loss_figure)
-    checkpoints = per_model(typed.checkpoints, models) if typed.register else {}
-    sections = [replace(section, files=expand_files(section.files, models)) for section in typed.sections]
-    trained = {name: json.loads(path.read_text()) for name, path in per_model(typed.training_metrics, models).items()}
-    provisional = [name for name in models if trained[name].get("val/levelled_off", 1.0) < 1.0]
+    names = {MODEL: models, ONE_CLASS_MODEL: list(typed.one_class_models)}
+    save_roc_curves(per_model(typed.roc_curves, names), typed.roc_figure)
+    save_loss_curves(per_model(typed.histories, names), typed.loss_figure)
+    checkpoints = per_model(typed.checkpoints, names) if typed.register else {}
+    sections = [replace(section, files=expand_files(section.files, names)) for section in typed.sections]
+    trained = [json.loads(path.read_text()) | {"model": name} for pattern in typed.training_metrics for name, path in per_model(pattern, names).items()]
+    provisional = list(dict.fromkeys(metrics["model"] for metrics in trained if not levelled_off(metrics)))
     summary = asdict(typed.summary) | {"models": models, "provisional": provisional} if typed.summary else None  # columns: models, then baselines
     note = typed.dataset_notes.get(typed.dataset)
     if note and summary:  # e.g. the digits variant: a smoke run, said before any number
@@ -64,6 +79,9 @@ def run(cfg: Any) -> dict[str, float]:
         stage_run.log_artifact(write_json(typed.summary_json, headline))
         stage_run.log_metrics(headline)
         stage_run.parent().log_metrics(headline)  # the pipeline's run: reproductions compare in one table
-        register_models(stage_run, typed.dataset, checkpoints)
+        if checkpoints:
+            from aevae.mlflow_model import register_models  # MLflow's model flavour: only to register
+
+            register_models(stage_run, typed.dataset, checkpoints)
     print_summary(f"{typed.stage} done", {}, f"{typed.output}, {typed.html}", stage_run, where_under_dvc=True)  # the study's last lines
     return headline

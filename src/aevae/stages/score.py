@@ -1,18 +1,17 @@
 """The score entry point (not a stage of the study): a trained model, from MLflow or a checkpoint,
-applied to new images; one result per image (see `aevae.mlflow_model`) written to a file."""
+applied to new images; one result per image (see `aevae.mlflow_model`) written to a file. MLflow
+and matplotlib (which reads PNG files) are imported when the stage runs, not when it starts."""
 
 import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.image import imread
 
 from aevae import tracking
 from aevae.config import validate
 from aevae.errors import DataError
 from aevae.io import write_atomic, write_csv
-from aevae.mlflow_model import open_model
 from aevae.stages.common import print_summary
 from aevae.workspace import project_root
 
@@ -21,6 +20,8 @@ ARRAY_KEY = "images"  # the array read from an .npz file that holds several
 
 def read_png(path: Path) -> np.ndarray:
     """A grayscale PNG file (or a gray one stored as RGB or RGBA) as float32 (H, W) in [0, 1]."""
+    from matplotlib.image import imread
+
     try:
         image = imread(path)
     except (OSError, ValueError, SyntaxError) as exc:
@@ -73,6 +74,8 @@ def run(cfg: Any) -> dict[str, float]:
     """Apply `cfg.model_uri` to `cfg.images` and write each image's `cfg.result` to `cfg.output`.
     A bad model URI or path, images of the wrong shape or value range, or an unknown result is
     one `AevaeError` naming it. Returns the number of images."""
+    from aevae.mlflow_model import open_model
+
     validate(cfg)
     model = open_model(cfg.model_uri, tracking.tracking_uri(cfg.tracking_uri, project_root()))
     images, names = read_images(Path(cfg.images))

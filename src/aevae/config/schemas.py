@@ -1,28 +1,19 @@
-"""The stage schemas, and `register_configs`, which puts them and every model's and net's schema
-into Hydra's ConfigStore.
+"""The schemas of the stages' configs and of the data, trainer and logger groups: every schema
+that needs no Lightning module's class (`aevae.config.classifier_schemas` holds the two that do).
 
 Every value lives in conf/; these dataclasses declare the keys, their types and their checks.
 Hydra rejects an unknown key, a wrong type or an unknown choice (Enum fields) while composing;
-`validate(cfg)` then builds the dataclasses, whose `__post_init__` checks the values and raises a
-one-line `ConfigError` naming the key.
+`aevae.config.validate(cfg)` then builds the dataclasses, whose `__post_init__` checks the values
+and raises a one-line `ConfigError` naming the key.
 """
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
-from aevae.errors import ConfigError
-from aevae.evaluation.conditional import SemiSupervisedConfig
-from aevae.models import MODELS
-from aevae.models.base import require
-from aevae.models.classifier import ClassifierConfig
-from aevae.models.losses import Corruption
-from aevae.nets import NETS
-from aevae.sweeps import register_resolvers
+from aevae.errors import require
 
 
 class Dataset(StrEnum):
@@ -130,21 +121,13 @@ class TrainConfig:
     compile: bool = MISSING  # torch.compile the model
 
     def __post_init__(self) -> None:
+        from aevae.models import MODELS  # the LightningModules: imported by a stage that trains
+        from aevae.nets import NETS
+
         require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
         require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
         require(isinstance(self.net, NETS[self.net.name].config), "net", f"not a {NETS[self.net.name].config.__name__}")
-
-
-@dataclass
-class ClassifierStageConfig:
-    data: DataConfig = MISSING
-    classifier: ClassifierConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    logger: LoggerConfig = MISSING
-    seed: int = MISSING
-    output_dir: str = MISSING
-    stage: str = MISSING
 
 
 @dataclass
@@ -250,6 +233,8 @@ class EvaluateConfig:
     stage: str = MISSING
 
     def __post_init__(self) -> None:
+        from aevae.models.losses import Corruption  # the models' package: loaded by the evaluate stage anyway
+
         require(len(self.models) > 0, "models", "name at least one checkpoint to evaluate")
         kinds = [kind.value for kind in Corruption if kind != Corruption.none]
         for kind, level in self.corruptions.items():
@@ -308,28 +293,6 @@ class ReferenceProbeConfig:
     def __post_init__(self) -> None:
         require(self.labels_per_class > 0, "probe.labels_per_class", f"must be > 0, got {self.labels_per_class}")
         require(self.draws > 0, "probe.draws", f"must be > 0, got {self.draws}")
-
-
-@dataclass
-class ReferenceConfig(AnomalyConfig):
-    recipe: str = MISSING  # the recipe's name, as in `experiment=<recipe>`
-    task: ReferenceTask = MISSING
-    seeds: list[int] = MISSING  # one training (per normal class, for one_class) per seed
-    budget: str = MISSING  # a key of `budgets`
-    budgets: dict[str, Any] = MISSING  # budget name -> the values the recipe reads through ${budgets.${budget}.*}
-    protocol: str = MISSING  # the protocol in words, for protocol.json and the reference report
-    published: list[PublishedNumber] = MISSING
-    probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
-    semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
-        if self.task == ReferenceTask.likelihood:
-            require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
-        if self.task == ReferenceTask.semi_supervised:
-            require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
-            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
 
 
 def check_budget(cfg: Any) -> None:
@@ -412,12 +375,13 @@ class ReportSummary:
 class ReportConfig:
     summary: Optional[ReportSummary] = MISSING  # the table the report opens with; null: none
     models: list[str] = MISSING  # the model columns, in order; "{model}" in a path stands for each
+    one_class_models: list[str] = MISSING  # the models with one-class runs; "{one_class_model}" in a path stands for each
     models_dir: str = MISSING  # where the train stage wrote models/<name>/
     reports_dir: str = MISSING  # where the evaluate, anomaly and probe stages wrote their reports
     roc_curves: str = MISSING  # each model's roc.csv (a path with "{model}")
     roc_figure: str = MISSING  # the ROC figure the report draws from them
     histories: str = MISSING  # each model's history.csv (a path with "{model}")
-    training_metrics: str = MISSING  # each model's training metrics.json (a path with "{model}"): provisional marks
+    training_metrics: list[str] = MISSING  # metrics files of each model's trainings (paths with "{model}"): provisional marks
     dataset_notes: dict[str, str] = MISSING  # data set -> a note shown first (e.g. that the digits variant is a smoke run)
     loss_figure: str = MISSING  # the validation-loss figure the report draws from them
     register: bool = MISSING  # register each model's logged MLflow model as aevae-<dataset>-<model>
@@ -495,69 +459,3 @@ class DisentangleConfig:
         require(self.split in ("train", "val", "test"), "split", f"must be train, val or test, got {self.split!r}")
         require(self.traversal_steps >= 2, "traversal_steps", f"must be >= 2, got {self.traversal_steps}")
         require(self.traversal_range > 0, "traversal_range", f"must be > 0, got {self.traversal_range}")
-
-
-STAGE_SCHEMAS: dict[str, type] = {
-    "train": TrainConfig,
-    "prepare": PrepareConfig,
-    "configure": ConfigureConfig,
-    "classifier": ClassifierStageConfig,
-    "evaluate": EvaluateConfig,
-    "anomaly": AnomalyConfig,
-    "probe": ProbeConfig,
-    "report": ReportConfig,
-    "compare": CompareConfig,
-    "reference": ReferenceConfig,
-    "reference_report": ReferenceReportConfig,
-    "disentangle": DisentangleConfig,
-    "score": ScoreConfig,
-}
-GROUP_SCHEMAS: dict[str, type] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
-
-
-def register_configs() -> None:
-    """Register every schema with Hydra's ConfigStore (`<stage>_schema`, `<group>/<name>_schema`,
-    one per registered model and net) and the `aevae.*` resolvers; called by every entry point."""
-    register_resolvers()
-    store = ConfigStore.instance()
-    for name, schema in STAGE_SCHEMAS.items():
-        store.store(name=f"{name}_schema", node=schema)
-    for group, schema in GROUP_SCHEMAS.items():
-        store.store(group=group, name=f"{group}_schema", node=schema)
-    for name, model_class in MODELS.items():
-        store.store(group="model", name=f"{name}_schema", node=model_class.config_class)
-    for name, family in NETS.items():
-        store.store(group="net", name=f"{name}_schema", node=family.config)
-
-
-def _reject_unknown_keys(node: Any, path: str) -> None:
-    """Hydra lets `+key=value` append keys a schema does not declare; reject them by name."""
-    if isinstance(node, ListConfig):
-        try:  # a list given by an interpolation holds the values of the node it points to
-            items = [] if OmegaConf.is_interpolation(node) else list(node)
-        except OmegaConfBaseException:  # a null list
-            items = []
-        for item in items:
-            _reject_unknown_keys(item, path)
-        return
-    if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is None:  # None: a null node
-        return
-    schema = OmegaConf.get_type(node)
-    if is_dataclass(schema):
-        unknown = sorted(set(node.keys()) - {f.name for f in fields(schema)})
-        require(not unknown, path or "config", f"unknown key(s) {', '.join(map(str, unknown))}")
-    for key, value in node.items_ex(resolve=False):
-        _reject_unknown_keys(value, f"{path}.{key}" if path else str(key))
-
-
-def validate(cfg: Any) -> Any:
-    """Build the config's dataclasses, which check every value; returns them. Raises ConfigError
-    (one line, naming the key) before any data is loaded or any work starts."""
-    _reject_unknown_keys(cfg, "")
-    try:
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:  # e.g. a key appended with `+key=value`
-        cause = exc.__cause__ or exc
-        message = str(cause).splitlines()[0]
-        key = getattr(exc, "full_key", None)
-        raise ConfigError(f"{key}: {message}" if key else message) from exc
