@@ -70,18 +70,30 @@ class RelocatableCheckpoint(ModelCheckpoint):
 
 
 class ReseedEachEpoch(L.Callback):
-    """Seed torch's RNG with (seed, epoch) at every epoch start.
+    """Seed torch's RNG with (seed, epoch) at every epoch start, and with the seed alone at every
+    validation.
 
     Each epoch's randomness (reparameterization noise, input corruption, dynamic binarization)
     then depends only on the seed and the epoch, so a run resumed from an epoch checkpoint ends
-    exactly where an uninterrupted run does.
+    exactly where an uninterrupted run does. Every validation draws the same noise (common random
+    numbers), so a VAE's validation loss changes from epoch to epoch only as the model does: the
+    best checkpoint and `val/levelled_off` are not decided by sampling noise. The training RNG's
+    state is put back after each validation.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._training_state: torch.Tensor | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch + 1)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._training_state = torch.get_rng_state()
+        torch.manual_seed(self.seed * 1_000_003)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.set_rng_state(self._training_state)
 
 
 class EpochHistory(L.Callback):
