@@ -129,6 +129,9 @@ def test_the_reference_study_runs_end_to_end_through_dvc(tmp_path):
         protocol = json.loads((repo / f"reports/reference/{key}/protocol.json").read_text())
         assert protocol["budget"]["name"] == "smoke" and protocol["data"] == "mnist"
         assert f"{protocol['recipe']} ({protocol['model']})" in report
+    for figure in ("ssvae_analogies", "ssvae_conditional_samples"):  # M2's figures of the first seed, shown in the report
+        path = f"reference/m2/figures/seed_0/{figure}.png"
+        assert f"({path})" in report and (repo / "reports" / path).stat().st_size > 0
     assert "up to date" in run_command(["dvc", "status", "studies/reference/dvc.yaml"], repo, env).lower()
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     (run,) = client.search_runs(client.get_experiment_by_name("aevae").experiment_id, "tags.`aevae.stage` = 'reference_report'")

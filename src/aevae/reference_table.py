@@ -2,6 +2,7 @@
 then each recipe's protocol and every metric. Reads what the reference stage wrote."""
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -13,6 +14,7 @@ from aevae.report import markdown_table
 class RecipeResult(NamedTuple):
     protocol: dict[str, Any]  # protocol.json
     metrics: dict[str, float]  # metrics.json: <name>/mean, <name>/std, <name>/seed_<s>
+    figures: list[Path]  # figures/seed_<s>/*.png of the budget's first seed, where the recipe draws any
 
 
 def load_result(directory: str | Path) -> RecipeResult:
@@ -23,7 +25,8 @@ def load_result(directory: str | Path) -> RecipeResult:
         if not path.is_file():
             raise DataError(f"{path} not found (run the reference stage of this recipe first)")
     protocol, metrics = (json.loads(path.read_text()) for path in files)
-    return RecipeResult(protocol, metrics)
+    figures = sorted((directory / "figures" / f"seed_{protocol['budget']['seeds'][0]}").glob("*.png"))
+    return RecipeResult(protocol, metrics, figures)
 
 
 def spread(mean: float, std: float) -> str:
@@ -60,7 +63,7 @@ def comparison_table(results: Sequence[RecipeResult]) -> str:
     device and wall time of our run."""
     header = ["recipe", "metric", "published", "ours", "target", "budget", "device", "wall time"]
     rows = []
-    for protocol, metrics in results:
+    for protocol, metrics, _ in results:
         seeds = len(protocol["budget"]["seeds"])
         for published in protocol["published"]:
             metric = published["metric"]
@@ -93,15 +96,20 @@ def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> 
     return markdown_table(header, rows) + "\n"
 
 
-def render_reference(results: Sequence[RecipeResult], title: str) -> str:
-    """The whole Markdown report."""
+def figure_links(figures: Sequence[Path], report_dir: Path, seed: int) -> list[str]:
+    """Markdown images of `figures`, linked relative to the report's folder."""
+    return [f"![{path.stem}, seed {seed}]({os.path.relpath(path, report_dir)})\n" for path in figures]
+
+
+def render_reference(results: Sequence[RecipeResult], title: str, report_dir: str | Path) -> str:
+    """The whole Markdown report, to be written in `report_dir`."""
     parts = [
         f"# {title}\n",
         "Each published number beside ours on the same task; ours is the mean ± sample std over "
         "the seeds of the budget named in the row (the recipe's `full` budget is the paper's).\n",
         comparison_table(results),
     ]
-    for protocol, metrics in results:
+    for protocol, metrics, figures in results:
         parts += [
             f"\n## {recipe_name(protocol)}\n",
             f"Task `{protocol['task']}` on `{protocol['data']}`. {protocol['protocol']}\n",
@@ -109,5 +117,6 @@ def render_reference(results: Sequence[RecipeResult], title: str) -> str:
             f"learning rate {protocol['budget']['lr']:g} ({protocol['budget']['lr_schedule']}); "
             f"{protocol['device']}, {protocol['wall_seconds'] / 60:.1f} min.\n",
             metrics_table(protocol, metrics),
+            *figure_links(figures, Path(report_dir), protocol["budget"]["seeds"][0]),
         ]
     return "\n".join(parts)

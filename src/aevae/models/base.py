@@ -12,15 +12,9 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from aevae.errors import ConfigError, TrainingError
+from aevae.errors import TrainingError, require
 from aevae.models.losses import Corruption, Likelihood, corrupt
 from aevae.nets import build_nets
-
-
-def require(ok: bool, key: str, message: str) -> None:
-    """Raise ConfigError `<key>: <message>` unless `ok`."""
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 class LRSchedule(StrEnum):

@@ -15,7 +15,7 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from aevae.models.base import require
+from aevae.errors import require
 from aevae.nets.base import check_sizes
 from aevae.nets.mlp import mlp
 

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from aevae.data import InMemoryDataModule
-from aevae.errors import TrainingError
-from aevae.models.base import AEConfig, BaseAutoencoder, Capability, require
+from aevae.errors import TrainingError, require
+from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.classifier import N_CLASSES
 from aevae.models.losses import corrupt, gaussian_kl, reconstruction_nll, squared_error
 from aevae.nets import NETS

@@ -8,7 +8,8 @@ from omegaconf import MISSING
 from torch import Tensor
 from torch.distributions import Normal
 
-from aevae.models.base import AEConfig, BaseAutoencoder, Capability, require
+from aevae.errors import require
+from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.losses import gaussian_kl, reconstruction_nll, squared_error
 
 

@@ -16,8 +16,7 @@ from torch import Tensor
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_device
-from aevae.errors import DataError
-from aevae.models.base import require
+from aevae.errors import DataError, require
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.disentanglement import SCORE_NAMES, dci, dimension_factors, factor_vae_score, mig
 from aevae.evaluation.latent import traverse

@@ -134,7 +134,8 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
     and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
     (`judge/test/accuracy`: its own accuracy on the test images); `test/nll_is` (k =
-    likelihood.samples, y summed out) and `test/elbo`, in nats. Figures in `<train_dir>/seed_<s>/figures`."""
+    likelihood.samples, y summed out) and `test/elbo`, in nats. Figures in `<output_dir>/figures/seed_<s>`
+    (the reference report shows the first seed's)."""
     settings, batch = cfg.semi_supervised, cfg.data.eval_batch_size
     scorer = judge(cfg, seed)
     model, datamodule = trained_model(cfg, seed, parent)
@@ -160,7 +161,7 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     if cfg.likelihood.samples > 0:
         bounds = likelihood_bounds(model, test_images, cfg.likelihood.samples, cfg.likelihood.batch_size, torch.Generator().manual_seed(seed))
         metrics |= {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
-    save_conditional_figures(model, test_images, settings.figure_rows, Path(cfg.train_dir) / f"seed_{seed}" / "figures", cfg.model.label, seed)
+    save_conditional_figures(model, test_images, settings.figure_rows, Path(cfg.output_dir) / "figures" / f"seed_{seed}", cfg.model.label, seed)
     return metrics
 
 

@@ -23,7 +23,7 @@ def run(cfg: Any) -> dict[str, float]:
         for name, value in result.metrics.items()
         if name.endswith("/mean")
     }
-    text = render_reference(results, TITLE)
+    text = render_reference(results, TITLE, Path(cfg.output).parent)
     with open_stage_run(cfg, stage=cfg.stage, dataset="mnist") as run:
         output = write_atomic(cfg.output, lambda tmp: tmp.write_text(text))
         run.log_metrics(metrics)
