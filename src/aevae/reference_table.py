@@ -96,9 +96,9 @@ def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> 
     return markdown_table(header, rows) + "\n"
 
 
-def figure_links(figures: Sequence[Path], report_dir: Path, seed: int) -> list[str]:
-    """Markdown images of `figures`, linked relative to the report's folder."""
-    return [f"![{path.stem}, seed {seed}]({os.path.relpath(path, report_dir)})\n" for path in figures]
+def figure_links(figures: Sequence[Path], report_dir: Path) -> list[str]:
+    """Markdown images of `figures` (in `figures/seed_<s>`), linked relative to the report's folder."""
+    return [f"![{path.stem}, {path.parent.name.replace('_', ' ')}]({os.path.relpath(path, report_dir)})\n" for path in figures]
 
 
 def render_reference(results: Sequence[RecipeResult], title: str, report_dir: str | Path) -> str:
@@ -117,6 +117,6 @@ def render_reference(results: Sequence[RecipeResult], title: str, report_dir: st
             f"learning rate {protocol['budget']['lr']:g} ({protocol['budget']['lr_schedule']}); "
             f"{protocol['device']}, {protocol['wall_seconds'] / 60:.1f} min.\n",
             metrics_table(protocol, metrics),
-            *figure_links(figures, Path(report_dir), protocol["budget"]["seeds"][0]),
+            *figure_links(figures, Path(report_dir)),
         ]
     return "\n".join(parts)
