@@ -136,15 +136,20 @@ def test_ddp_multirun_makes_one_run_and_one_output_dir_per_job(tmp_path, trackin
 
 def test_ranks_started_by_torchrun_make_one_run_and_every_rank_exits_cleanly(tmp_path, tracking_uri):
     """One process per device started from outside (torchrun, as srun would): rank 0 writes the
-    outputs and the MLflow run; the other rank agrees it has nothing to validate and exits 0."""
+    outputs and the MLflow run; the other rank agrees it has nothing to validate and exits 0.
+    Run again with another seed, rank 0 alone removes the first run's checkpoints (the other rank
+    only reads the folder) and every rank starts afresh."""
     torchrun = Path(sys.executable).parent / "torchrun"
     job_dir = tmp_path / "job"
-    command = [
-        str(torchrun), "--nproc_per_node=2", str(REPO_ROOT / "pipelines" / "train.py"), *CLI_TINY,
-        "trainer.strategy=ddp", f"logger.tracking_uri={tracking_uri}", f"hydra.run.dir={job_dir}",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = training_runs(tracking_uri)
-    assert_one_set_of_outputs(job_dir, run)
-    assert result.stdout.count("train/") == 1  # the closing summary, from rank 0 only
+    for seed in (1, 2):
+        command = [
+            str(torchrun), "--nproc_per_node=2", str(REPO_ROOT / "pipelines" / "train.py"), *CLI_TINY,
+            "trainer.strategy=ddp", f"seed={seed}", f"logger.tracking_uri={tracking_uri}", f"hydra.run.dir={job_dir}",
+        ]  # fmt: skip
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("train/") == 1  # the closing summary, from rank 0 only
+    runs = {run.data.params["seed"]: run for run in training_runs(tracking_uri)}
+    assert sorted(runs) == ["1", "2"]
+    metrics = assert_one_set_of_outputs(job_dir, runs["2"])
+    assert metrics["val/loss"] != pytest.approx(runs["1"].data.metrics["val/loss"])

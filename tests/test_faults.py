@@ -1,5 +1,6 @@
 """Faults: a killed training resumes to the same result, NaN stops cleanly, bad data exits early."""
 
+import copy
 import json
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from aevae import resume
 from aevae.errors import TrainingError
 from aevae.io import write_atomic
 from aevae.models import MODELS, Autoencoder
@@ -149,6 +151,43 @@ def test_a_truncated_last_checkpoint_is_set_aside_and_training_resumes_from_best
     output = result.stdout + result.stderr
     assert "could not be read" in output and "last.ckpt.corrupt" in output and "resuming from" in output and "best.ckpt" in output, output
     assert (out / "checkpoints" / "last.ckpt.corrupt").is_file() and json.loads((out / "metrics.json").read_text())["epochs"] == 3.0
+
+
+def test_the_other_ranks_read_the_folder_as_rank_zero_does_at_every_point_of_its_clearing(tmp_path):
+    """The ranks of a multi-process training all decide what to resume from; only rank 0 removes.
+    Whenever another rank looks, before, during or after rank 0's removals and its new record,
+    it reads the same answer and changes nothing."""
+    out = tmp_path / "vae"
+    assert run_train(tmp_path, "model=vae", "trainer.max_epochs=2", f"output_dir={out}").returncode == 0
+    checkpoints = out / "checkpoints"
+    finished = json.loads((checkpoints / "run.json").read_text())["fingerprint"]
+    other = copy.deepcopy(finished)
+    other["config"]["seed"] += 1
+
+    def read(current):
+        before = folder_bytes(checkpoints) if checkpoints.exists() else {}
+        found = resume.find_resumable(checkpoints, current, max_epochs=5, clear=False)
+        assert (folder_bytes(checkpoints) if checkpoints.exists() else {}) == before
+        return found
+
+    # another configuration: rank 0 removes the folder piece by piece, then records the new run
+    assert read(other) == resume.Resumable()
+    (checkpoints / "run.json").unlink()
+    assert read(other) == resume.Resumable()
+    (checkpoints / "last.ckpt").unlink()  # best.ckpt is still there
+    assert read(other) == resume.Resumable()
+    assert resume.find_resumable(checkpoints, other, max_epochs=5, clear=True) == resume.Resumable() and not checkpoints.exists()
+    resume.record_run(checkpoints, other, None, finished=False)
+    assert read(other) == resume.Resumable()
+
+    # an interrupted run whose last.ckpt is truncated: best.ckpt, before and after rank 0 sets it aside
+    assert run_train(tmp_path, "model=vae", "trainer.max_epochs=2", f"output_dir={out}").returncode == 0
+    resume.record_run(checkpoints, finished, "interrupted-run", finished=False)
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    assert read(finished).checkpoint == checkpoints / "best.ckpt" and last.exists()
+    assert resume.find_resumable(checkpoints, finished, max_epochs=5, clear=True).checkpoint == checkpoints / "best.ckpt"
+    assert not last.exists() and read(finished).checkpoint == checkpoints / "best.ckpt"
 
 
 def test_a_second_trainer_of_a_folder_is_refused_with_the_holders_pid(tmp_path):

@@ -28,6 +28,7 @@ LAYERS = {
     "aevae.logs": 0,
     "aevae.code_deps": 0,
     "aevae.ownership": 0,
+    "aevae.ranks": 0,
     "aevae.nets": 1,
     "aevae.data": 1,
     "aevae.tracking": 1,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aevae.errors import ConfigError
+from aevae.ranks import is_rank_zero
 
 LOCK_FILE = ".lock"
 WATCH_INTERVAL_S = 1.0
@@ -20,8 +21,8 @@ WATCH_INTERVAL_S = 1.0
 def own_folder(folder: Path) -> Iterator[None]:
     """Hold `<folder>/.lock` (an advisory lock the kernel drops when the process dies, however it
     dies); a second process refuses in one line naming the holder's pid. The ranks of one
-    multi-process training (torchrun sets `RANK`) share the folder: rank 0 holds it for them."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    multi-process training share the folder: rank 0 holds it for them."""
+    if not is_rank_zero():
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)

@@ -67,24 +67,30 @@ def finished_as_configured(output_dir: Path, config_yaml: str, current: dict[str
     )
 
 
-def find_resumable(checkpoint_dir: Path, current: dict[str, Any], max_epochs: int) -> Resumable:
+def find_resumable(checkpoint_dir: Path, current: dict[str, Any], max_epochs: int, *, clear: bool) -> Resumable:
     """How to go on from `checkpoint_dir`: its last checkpoint when it holds an unfinished run of
-    `current` (an unreadable `last.ckpt` is set aside for `best.ckpt`), else afresh: checkpoints
-    of another configuration or of a finished run are removed. Raises ConfigError when the
-    checkpoint has done more epochs than `max_epochs`."""
+    `current` (an unreadable `last.ckpt` is passed over for `best.ckpt`), else afresh. Raises
+    ConfigError when the checkpoint has done more epochs than `max_epochs`.
+
+    With `clear` (rank 0, or the only process) checkpoints of another configuration or of a
+    finished run are removed and an unreadable one is set aside; the other ranks of a training
+    only read, and come to the same answer whenever they look: rank 0's removals leave a folder
+    that reads as "afresh", and it records the new run (`record_run`) only once they are done."""
     record = recorded(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         return Resumable()
     if record.get("fingerprint") != current or record.get("finished"):
-        log.info("%s holds checkpoints of a finished run or another configuration; starting afresh", checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
+        if clear:
+            log.info("%s holds checkpoints of a finished run or another configuration; starting afresh", checkpoint_dir)
+            shutil.rmtree(checkpoint_dir)
         return Resumable()
     for name in ("last.ckpt", "best.ckpt"):
         path = checkpoint_dir / name
         if not path.exists():
             continue
         if not readable(path):
-            set_aside(path)
+            if clear:
+                set_aside(path)
             continue
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("epoch", 0) + 1 > max_epochs:

@@ -10,23 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lightning_utilities.core.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from aevae import tracking
+from aevae.ranks import is_rank_zero
 from aevae.workspace import project_root
 
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
-
-
-def is_rank_zero() -> bool:
-    """Whether this process is rank 0 of its run, by Lightning's record (`rank_zero_only.rank`: set
-    from the launcher's environment when Lightning is imported, then by a Trainer's strategy). A
-    process that has not imported Lightning trains nothing: it is the only one, rank 0. (The
-    record lives in `lightning_utilities`, which loads without Lightning.)"""
-    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def config_part(cfg: Any, schema: type) -> DictConfig:

@@ -24,6 +24,7 @@ from aevae.devices import check_accelerator
 from aevae.mlflow_model import log_trained_model
 from aevae.models import build_model
 from aevae.ownership import own_folder
+from aevae.ranks import is_rank_zero
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 
 
@@ -59,8 +60,10 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         # checkpoints record the data config, so evaluation can use the binarization trained with
         datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
         model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
-        resumable = resume.find_resumable(checkpoint_dir, fingerprint, cfg.trainer.max_epochs)
-        metrics_file.unlink(missing_ok=True)  # written again when this run ends
+        owner = is_rank_zero()  # the other ranks of a multi-process training only read the folder
+        resumable = resume.find_resumable(checkpoint_dir, fingerprint, cfg.trainer.max_epochs, clear=owner)
+        if owner:
+            metrics_file.unlink(missing_ok=True)  # written again when this run ends
 
         with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as mlflow_run:
             mlflow_run.take_over(resumable.run_id, resumable.history)  # the resumed epochs, logged once
@@ -71,7 +74,8 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
                 FitOutputs(output_dir, config_yaml, fingerprint, mlflow_run.run_id),
             ]
             trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
-            resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False, label=cfg.model.label)
+            if owner:
+                resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False, label=cfg.model.label)
             trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
             trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
             if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
