@@ -89,7 +89,7 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
         runtime.hydra.runtime.output_dir = "unused"  # `output_dir` resolves as in a Hydra run; nothing is written
         HydraConfig.instance().set_config(runtime)
         overrides, _ = training_overrides(params, args.model)
-        overrides += ["data=mnist", f"data.root={args.mnist_root}", f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}", "logger=none"]
+        overrides += ["data=mnist", f"data.path={args.mnist_root}", f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}", "logger=none"]
         if args.batch_size is not None:
             overrides.append(f"data.batch_size={args.batch_size}")
         cfg = compose("train", overrides=[*overrides, *args.overrides])

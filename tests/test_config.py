@@ -24,7 +24,7 @@ GROUP_OPTIONS = [
 @pytest.mark.fast
 def test_every_group_option_composes_and_validates(make_config, override, mnist_root):
     recipe = override.startswith("experiment=ref_")  # a reference recipe, at every budget
-    cfg = make_config([override, f"data.root={mnist_root}"], config_name="reference" if recipe else "train")
+    cfg = make_config([override, f"data.path={mnist_root}"], config_name="reference" if recipe else "train")
     validate(cfg)
     for budget in cfg.budgets if recipe else ():
         cfg.budget = budget

@@ -22,7 +22,7 @@ from conftest import REPO_ROOT
 pytestmark = pytest.mark.fast  # all quick (`make test-fast`), the prepare CLI's one-line error included
 
 DIGITS = dict(
-    name="digits", root=None, download=False, prepared=None, split_seed=0, val_fraction=0.2, test_fraction=0.2,
+    name="digits", path=None, download=False, prepared=None, split_seed=0, val_fraction=0.2, test_fraction=0.2,
     train_classes=None, binarize="none", threshold=0.5, batch_size=64, eval_batch_size=256,
 )
 
@@ -151,7 +151,7 @@ def test_prepare_cli_reports_an_altered_mnist_file_in_one_line_and_writes_nothin
     alter_one_byte(target)
     output = tmp_path / "m.pt"
     result = subprocess.run(
-        [sys.executable, "pipelines/prepare.py", "data=mnist", f"data.root={mnist_copy}", f"output={output}",
+        [sys.executable, "pipelines/prepare.py", "data=mnist", f"data.path={mnist_copy}", f"output={output}",
          f"hydra.run.dir={tmp_path / 'h'}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )

@@ -95,7 +95,7 @@ def test_corrupt_data_file_exits_early_with_one_line(tmp_path):
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (tmp_path / name).write_bytes(b"\x1f\x8b not really gzip")
     result = subprocess.run(
-        [sys.executable, "pipelines/train.py", "data=mnist", f"data.root={tmp_path}", "logger=none", f"output_dir={tmp_path / 'out'}",
+        [sys.executable, "pipelines/train.py", "data=mnist", f"data.path={tmp_path}", "logger=none", f"output_dir={tmp_path / 'out'}",
          f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

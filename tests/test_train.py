@@ -59,7 +59,7 @@ def test_train_on_digits_logs_to_mlflow(make_config, tracking_uri, tmp_path, mod
 @pytest.mark.parametrize("net", ["mlp", "conv"])
 def test_train_on_mnist(make_config, tracking_uri, tmp_path, mnist_root, model, net):
     brief = ["trainer.limit_train_batches=40", "model.lr=3e-3"]  # 1,280 images: enough to learn something
-    cfg = make_config([*tiny(net), "data=mnist", f"data.root={mnist_root}", f"model={model}", *brief])
+    cfg = make_config([*tiny(net), "data=mnist", f"data.path={mnist_root}", f"model={model}", *brief])
     metrics = train(cfg)
     # against the same model before training, on the same validation images: an untrained net
     # already scores val/mse 0.20-0.24 here, so a fixed bound such as 0.3 shows nothing

@@ -20,6 +20,29 @@ class Dataset(StrEnum):
     digits = "digits"
     mnist = "mnist"
     sprites = "sprites"  # generated: dSprites' factors of variation, each image's factors known
+    folder = "folder"  # the user's folder of images (docs/your-data.md)
+    arrays = "arrays"  # the user's .npz/.npy file: images or vectors (docs/your-data.md)
+
+    @property
+    def reads_path(self) -> bool:
+        """Whether the data set is read from `data.path` (the others are bundled or generated)."""
+        return self in (Dataset.mnist, Dataset.folder, Dataset.arrays)
+
+    @property
+    def built_in(self) -> bool:
+        """One of the study's own data sets, kept at its size and channels."""
+        return self not in (Dataset.folder, Dataset.arrays)
+
+
+class ResizeFilter(StrEnum):
+    """Pillow's resampling filters (`PIL.Image.Resampling`), by name."""
+
+    nearest = "nearest"
+    box = "box"
+    bilinear = "bilinear"
+    hamming = "hamming"
+    bicubic = "bicubic"
+    lanczos = "lanczos"
 
 
 class Binarization(StrEnum):
@@ -48,7 +71,7 @@ def _classes(key: str, classes: Any) -> None:
 @dataclass
 class DataConfig:
     name: Dataset = MISSING
-    root: Optional[str] = MISSING  # directory of the raw IDX files (MNIST)
+    path: Optional[str] = MISSING  # the raw data: MNIST's IDX folder, the user's folder or array file
     prepared: Optional[str] = MISSING  # prepared split file written by the prepare stage
     split_seed: int = MISSING
     val_fraction: float = MISSING  # of the training pool
@@ -58,6 +81,9 @@ class DataConfig:
     threshold: float = MISSING
     batch_size: int = MISSING  # per device
     eval_batch_size: int = MISSING
+    image_size: Optional[int] = MISSING  # folder/arrays: centre-crop to a square, resize to this side; null: as found
+    channels: Optional[int] = MISSING  # folder/arrays: 1 (grey) or 3 (colour), converting; null: as found
+    resize: ResizeFilter = MISSING  # the filter that resizes to image_size
 
     def __post_init__(self) -> None:
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
@@ -67,8 +93,17 @@ class DataConfig:
         require(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
         if self.train_classes is not None:
             _classes("data.train_classes", self.train_classes)
-        if self.name == Dataset.mnist and self.prepared is None:
-            require(self.root is not None, "data.root", "MNIST needs the directory of its IDX files")
+        require(self.image_size is None or self.image_size >= 4, "data.image_size", f"must be >= 4 pixels or null, got {self.image_size}")
+        require(self.channels in (None, 1, 3), "data.channels", f"must be 1 (grey), 3 (colour) or null (as found), got {self.channels}")
+        name = Dataset(self.name)
+        if name.built_in:
+            for key in ("image_size", "channels"):
+                require(getattr(self, key) is None, f"data.{key}", f"applies to data=folder or data=arrays; the built-in {name} keeps its own; set it to null")
+        if not name.reads_path:
+            require(self.path is None, "data.path", f"the built-in {name} reads no files; set it to null")
+        elif self.prepared is None:
+            what = {Dataset.mnist: "the folder of its four IDX gz files", Dataset.folder: "a folder of images", Dataset.arrays: "an .npz or .npy file"}[name]
+            require(self.path is not None, "data.path", f"data={name} needs {what}")
 
 
 @dataclass
@@ -150,7 +185,11 @@ class ConfigureConfig:
 @dataclass
 class PrepareConfig:
     data: DataConfig = MISSING
-    output: str = MISSING  # the prepared split file to write
+    output: str = MISSING  # the prepared split file to write; the manifest of its sources goes beside it
+    workers: Optional[int] = MISSING  # processes that decode a folder's images; null: one per available CPU
+
+    def __post_init__(self) -> None:
+        require(self.workers is None or self.workers > 0, "workers", f"must be > 0 or null, got {self.workers}")
 
 
 @dataclass

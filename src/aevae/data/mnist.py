@@ -54,7 +54,7 @@ def read_idx(path: Path, expected: IdxFile) -> np.ndarray:
     """Verify, decompress and parse one IDX gz file; raise a one-line DataError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found (data.root must hold the four MNIST IDX gz files)")
+        raise DataError(f"{path}: file not found (data.path must hold the four MNIST IDX gz files)")
     packed = path.read_bytes()
     _check_md5(path, packed, expected.gz_md5)
     try:
@@ -80,7 +80,7 @@ def load_mnist_raw(root: str | Path) -> dict[str, tuple[Tensor, Tensor]]:
     """Return {"train": ..., "test": ...} as (images (N, 1, 28, 28) uint8, labels (N,) int64)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: MNIST directory not found (set data.root to the directory of the IDX gz files)")
+        raise DataError(f"{root}: MNIST directory not found (set data.path to the directory of the IDX gz files)")
     arrays = {name: read_idx(root / name, expected) for name, expected in FILES.items()}
 
     def split(prefix: str) -> tuple[Tensor, Tensor]:

@@ -1,19 +1,30 @@
-"""The prepare stage: the seeded train/val/test split of a data set, written to one file."""
+"""The prepare stage: the seeded train/val/test split of a data set, written to one file, and the
+manifest of its source files beside it."""
 
 import logging
 from typing import Any
 
 from aevae.config import validate
-from aevae.data import prepare_splits, save_splits
+from aevae.data.manifest import manifest_path, manifest_text, write_manifest
+from aevae.data.splits import read_source, save_splits, split_source
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> dict[str, float]:
-    """Build the splits of `cfg.data` and write them to `cfg.output`; returns the split sizes."""
+    """Read the data set of `cfg.data`, split it and write it to `cfg.output` (the manifest
+    beside it); nothing is written unless every file reads. Returns the split sizes."""
     validate(cfg)
-    splits = prepare_splits(cfg.data)
+    source = read_source(cfg.data, cfg.workers)
+    splits = split_source(source, cfg.data)
     save_splits(splits, cfg.output)
+    manifest = write_manifest(manifest_path(cfg.output), manifest_text(source.files))
     sizes = {f"{name}_images": float(len(labels)) for name, labels in splits.labels.items()}
-    print(f"prepare {cfg.data.name}: " + ", ".join(f"{name} {int(n)}" for name, n in sizes.items()) + f" -> {cfg.output}", flush=True)
+    shape = "x".join(map(str, splits.image_shape))
+    notes = "".join(f"; {note}" for note in source.notes)
+    print(
+        f"prepare {cfg.data.name}: " + ", ".join(f"{name} {int(n)}" for name, n in sizes.items())
+        + f" ({'vectors' if splits.is_vectors else 'images'} {shape}) -> {cfg.output}, {manifest.name}{notes}",
+        flush=True,
+    )
     return sizes
