@@ -19,20 +19,34 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aevae.config import Dataset
+from aevae.config import Dataset, ResizeFilter
 from aevae.errors import ConfigError
 
 SECTIONS = ("model", "net", "trainer", "data")  # where an entry's keys are looked up, in this order
 CHOICES = ("model", "net")  # entry keys that choose a config option
-STUDY_WIDE = {"name", "label", "root", "prepared", "split_seed", "val_fraction", "test_fraction", "train_classes"}
+STUDY_WIDE = {"name", "label", "path", "prepared", "split_seed", "val_fraction", "test_fraction", "train_classes", "image_size", "channels", "resize"}
 RESERVED_NAMES = {"classifier", "pca", "pixels", "corrupted"}  # folders and report columns of their own
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass
 class StudyData:
-    name: Dataset = MISSING  # mnist | digits
+    """The data keys of `params.yaml`: the prepare stage's `data.<key>` (a `data.path` the data
+    set does not read is left out: digits and sprites are built in)."""
+
+    name: Dataset = MISSING  # mnist | digits | folder | arrays (sprites: its own study)
+    path: Optional[str] = MISSING  # the raw data DVC tracks: MNIST's IDX folder, the user's folder or array file
     split_seed: int = MISSING
+    image_size: Optional[int] = MISSING
+    channels: Optional[int] = MISSING
+    resize: ResizeFilter = MISSING
+
+    def overrides(self) -> list[str]:
+        """The prepare stage's data overrides."""
+        keys = {"split_seed": self.split_seed, "image_size": self.image_size, "channels": self.channels, "resize": self.resize.value}
+        if self.name.reads_path:
+            keys = {"path": self.path, **keys}
+        return [f"data={self.name.value}", *(f"data.{key}={override_value(value)}" for key, value in keys.items())]
 
 
 @dataclass

@@ -101,9 +101,12 @@ class DataConfig:
                 require(getattr(self, key) is None, f"data.{key}", f"applies to data=folder or data=arrays; the built-in {name} keeps its own; set it to null")
         if not name.reads_path:
             require(self.path is None, "data.path", f"the built-in {name} reads no files; set it to null")
-        elif self.prepared is None:
-            what = {Dataset.mnist: "the folder of its four IDX gz files", Dataset.folder: "a folder of images", Dataset.arrays: "an .npz or .npy file"}[name]
-            require(self.path is not None, "data.path", f"data={name} needs {what}")
+
+    def require_path(self) -> None:
+        """Refuse a data set read from `data.path` without one (where the raw data is read)."""
+        what = {Dataset.mnist: "the folder of its four IDX gz files", Dataset.folder: "a folder of images", Dataset.arrays: "an .npz or .npy file"}
+        name = Dataset(self.name)
+        require(not name.reads_path or self.path is not None, "data.path", f"data={name} needs {what.get(name)}")
 
 
 @dataclass
@@ -190,6 +193,7 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         require(self.workers is None or self.workers > 0, "workers", f"must be > 0 or null, got {self.workers}")
+        self.data.require_path()
 
 
 @dataclass

@@ -89,11 +89,13 @@ def read_source(data_cfg: Any, workers: int | None = None) -> Source:
         return Source({"train": digits.load_digits_raw()}, digits.MAX_LEVEL)
     if name == "sprites":
         return Source({"train": sprites.load_sprites_raw()}, sprites.MAX_LEVEL, factor_names=sprites.FACTOR_NAMES, factor_values=tuple(factor.values for factor in sprites.FACTORS))
-    if name == "mnist":
-        files = tuple(file_of(Path(data_cfg.path) / file, file) for file in mnist.FILES)
-        return Source(mnist.load_mnist_raw(data_cfg.path), mnist.MAX_LEVEL, files=files)
-    if name not in USER_DATA:
+    if name not in ("mnist", *USER_DATA):
         raise DataError(f"unknown data set {name!r}")
+    if data_cfg.path is None:
+        raise DataError(f"data.path: data={name} reads its files from data.path; set it (or data.prepared, the prepare stage's file)")
+    if name == "mnist":
+        raw = mnist.load_mnist_raw(data_cfg.path)  # checks every file first
+        return Source(raw, mnist.MAX_LEVEL, files=tuple(file_of(Path(data_cfg.path) / file, file) for file in mnist.FILES))
     shape = Shape(data_cfg.channels, data_cfg.image_size, str(data_cfg.resize))
     if name == "folder":
         return read_folder(data_cfg.path, shape, workers or available_cpus())

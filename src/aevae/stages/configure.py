@@ -78,7 +78,7 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tup
     data = f"data={params.data.name.value}"
     checkpoints = [f"+models.{name}={best_checkpoint(Path(models_dir) / name)}" for name in params.models]
     pca = f"pca_components={study.override_value(params.pca_components)}"
-    stages: dict[str, tuple[str, list[str]]] = {"prepare": ("prepare", [data, f"data.split_seed={params.data.split_seed}"])}
+    stages: dict[str, tuple[str, list[str]]] = {"prepare": ("prepare", params.data.overrides())}
     for name in params.models:
         train, origin = training_overrides(params, name)
         stages[f"train/{name}"] = ("train", train)
