@@ -1,5 +1,6 @@
 """The user's own data: folders of images (class folders, split folders, the anomaly layout) and
-array files (images, vectors) prepared into the splits file; bad data refused in one line."""
+array files (images, vectors) prepared into the splits file; bad data refused in one line. All
+`fast` but the `dvc repro` test."""
 
 import json
 import subprocess
@@ -20,9 +21,6 @@ from aevae.data.splits import prepare_splits, read_source, split_source
 from aevae.errors import DataError
 from aevae.stages import prepare
 from conftest import CONF_DIR, REPO_ROOT
-
-pytestmark = pytest.mark.fast
-
 
 def prepare_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -65,6 +63,7 @@ def data_error(data_cfg, workers: int = 1) -> str:
 # --- folders ----------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_mnist_as_a_png_tree_prepares_to_the_built_in_tensors(tmp_path, mnist_root):
     """MNIST exported to train/<digit>/, test/<digit>/ keeps MNIST's split and, with the same
     split seed, gives the same uint8 tensors as the built-in loader on the same images."""
@@ -101,6 +100,7 @@ def sample_photo_crops(root: Path) -> dict[str, list[np.ndarray]]:
     return crops
 
 
+@pytest.mark.fast
 def test_colour_folder_prepares_with_three_channels_and_converts_on_request(tmp_path):
     crops = sample_photo_crops(tmp_path / "photos")
     cfg = prepare_cfg("data=folder", f"data.path={tmp_path / 'photos'}")
@@ -115,6 +115,7 @@ def test_colour_folder_prepares_with_three_channels_and_converts_on_request(tmp_
     assert small.image_shape == (3, 16, 16)
 
 
+@pytest.mark.fast
 def test_anomaly_layout_gives_the_normal_class_and_the_defects(tmp_path):
     root = tmp_path / "part"
     for i, image in enumerate(shapes(20, 0)):
@@ -137,6 +138,7 @@ def test_anomaly_layout_gives_the_normal_class_and_the_defects(tmp_path):
     assert len(splits.labels["train"]) + len(splits.labels["val"]) == 20
 
 
+@pytest.mark.fast
 def test_flat_folder_is_unlabelled_and_skips_hidden_and_other_files_with_a_count(tmp_path, capsys):
     root = tmp_path / "flat"
     for i, image in enumerate(shapes(10, 0)):
@@ -162,6 +164,7 @@ def test_flat_folder_is_unlabelled_and_skips_hidden_and_other_files_with_a_count
 # --- array files ------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_breast_cancer_table_prepares_as_standardised_vectors(tmp_path):
     from sklearn.datasets import load_breast_cancer
 
@@ -180,6 +183,7 @@ def test_breast_cancer_table_prepares_as_standardised_vectors(tmp_path):
     assert torch.allclose(raw.sort(0).values, torch.from_numpy(np.sort(table.data, axis=0)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.fast
 def test_array_images_in_either_layout_and_a_given_split_prepare_alike(tmp_path):
     images = shapes(30, 0)
     split = np.array(["train"] * 20 + ["val"] * 4 + ["test"] * 6)
@@ -198,6 +202,7 @@ def test_array_images_in_either_layout_and_a_given_split_prepare_alike(tmp_path)
 # --- bad data: one line naming the file or key, nothing written -------------------------------
 
 
+@pytest.mark.fast
 def test_truncated_png_is_named(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 3, "b": 3})
     target = root / "b" / "001.png"
@@ -205,6 +210,7 @@ def test_truncated_png_is_named(tmp_path):
     assert data_error(prepare_cfg("data=folder", f"data.path={root}").data).startswith(f"{target}: not a readable PNG, JPEG, BMP or TIFF image")
 
 
+@pytest.mark.fast
 def test_garbage_bytes_with_an_image_name_are_named(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 3, "b": 3})
     target = root / "a" / "002.jpg"
@@ -213,6 +219,7 @@ def test_garbage_bytes_with_an_image_name_are_named(tmp_path):
     assert message.startswith(f"{target}: not a readable") and "replace or remove the file" in message
 
 
+@pytest.mark.fast
 def test_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     (tmp_path / "empty" / "readme.md").write_text("nothing yet")
@@ -220,6 +227,7 @@ def test_empty_folder_is_refused(tmp_path):
     assert message.startswith(f"{tmp_path / 'empty'}: no PNG, JPEG, BMP or TIFF images")
 
 
+@pytest.mark.fast
 def test_mixed_channels_are_refused_unless_data_channels_converts(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 4, "b": 4})
     save_png(root / "b" / "colour.png", np.stack([shapes(1, 9)[0]] * 3, axis=-1))
@@ -228,6 +236,7 @@ def test_mixed_channels_are_refused_unless_data_channels_converts(tmp_path):
     assert prepare_splits(prepare_cfg("data=folder", f"data.path={root}", "data.channels=3").data).image_shape == (3, 28, 28)
 
 
+@pytest.mark.fast
 def test_mixed_sizes_are_refused_unless_data_image_size_resizes(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 4, "b": 4})
     save_png(root / "a" / "wide.png", np.zeros((20, 40), np.uint8))
@@ -236,11 +245,13 @@ def test_mixed_sizes_are_refused_unless_data_image_size_resizes(tmp_path):
     assert prepare_splits(prepare_cfg("data=folder", f"data.path={root}", "data.image_size=16").data).image_shape == (1, 16, 16)
 
 
+@pytest.mark.fast
 def test_class_folder_with_one_image_is_refused(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 4, "b": 1})
     assert data_error(prepare_cfg("data=folder", f"data.path={root}").data).startswith(f"{root / 'b'}: a class folder with one image")
 
 
+@pytest.mark.fast
 def test_npz_without_x_or_with_a_wrong_shape_is_refused(tmp_path):
     np.savez(tmp_path / "images.npz", images=shapes(5, 0))
     message = data_error(prepare_cfg("data=arrays", f"data.path={tmp_path / 'images.npz'}").data)
@@ -255,12 +266,14 @@ def test_npz_without_x_or_with_a_wrong_shape_is_refused(tmp_path):
     assert "y has shape (3,), x has 4 rows" in data_error(prepare_cfg("data=arrays", f"data.path={tmp_path / 'labels.npz'}").data)
 
 
+@pytest.mark.fast
 def test_split_with_unknown_names_is_refused(tmp_path):
     np.savez(tmp_path / "s.npz", x=np.zeros((4, 8, 8), np.uint8), split=np.array(["train", "train", "valid", "test"]))
     message = data_error(prepare_cfg("data=arrays", f"data.path={tmp_path / 's.npz'}").data)
     assert message == f"{tmp_path / 's.npz'}: split holds unknown names 'valid'; use train, val and test"
 
 
+@pytest.mark.fast
 def test_truncated_array_file_is_named(tmp_path):
     np.savez(tmp_path / "t.npz", x=shapes(20, 0))
     data = (tmp_path / "t.npz").read_bytes()
@@ -268,6 +281,7 @@ def test_truncated_array_file_is_named(tmp_path):
     assert data_error(prepare_cfg("data=arrays", f"data.path={tmp_path / 't.npz'}").data).startswith(f"{tmp_path / 't.npz'}: not a readable .npz or .npy file")
 
 
+@pytest.mark.fast
 def test_prepare_cli_refuses_bad_data_in_one_line_and_keeps_the_previous_files(tmp_path):
     root = grey_folder(tmp_path / "d", {"a": 4, "b": 4})
     output = tmp_path / "out" / "folder.pt"
@@ -286,6 +300,7 @@ def test_prepare_cli_refuses_bad_data_in_one_line_and_keeps_the_previous_files(t
     assert sorted(path.name for path in output.parent.iterdir()) == ["folder.manifest.json", "folder.pt"]  # no temporary file left
 
 
+@pytest.mark.fast
 def test_config_refuses_what_the_data_set_cannot_use(tmp_path):
     from aevae.config import validate
     from aevae.errors import ConfigError
@@ -298,3 +313,34 @@ def test_config_refuses_what_the_data_set_cannot_use(tmp_path):
         validate(prepare_cfg("data=folder", f"data.path={tmp_path}", "data.channels=2"))
     with pytest.raises(ConfigError, match=r"^data\.path: the built-in digits reads no files"):
         validate(prepare_cfg("data=digits", f"data.path={tmp_path}"))
+
+
+@pytest.mark.slow
+def test_dvc_reruns_prepare_exactly_when_a_file_of_the_folder_changes(tmp_path):
+    """`dvc repro prepare` in a git repository holding the project: one PNG added re-runs it,
+    nothing touched re-runs nothing, a broken PNG stops it with the previous files in place."""
+    from conftest import copy_project, run_command, set_params, study_env
+
+    repo, env = tmp_path / "repo", study_env()
+    copy_project(repo)
+    root = grey_folder(repo / "data" / "raw" / "shapes", {"a": 5, "b": 5})
+    set_params(repo / "params.yaml", {"data.name": "folder", "data.path": "data/raw/shapes"})
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "own data"]):
+        run_command(args, repo, env)
+    assert "Running stage 'prepare'" in run_command(["dvc", "repro", "prepare"], repo, env)
+    prepared = repo / "data" / "prepared" / "folder.pt"
+    assert sum(len(labels) for labels in load_splits(prepared).labels.values()) == 10
+    assert "Running stage 'prepare'" not in run_command(["dvc", "repro", "prepare"], repo, env)
+
+    save_png(root / "b" / "extra.png", shapes(1, 9)[0])
+    assert "Running stage 'prepare'" in run_command(["dvc", "repro", "prepare"], repo, env)
+    assert sum(len(labels) for labels in load_splits(prepared).labels.values()) == 11
+    assert "extra.png" in manifest_path(prepared).read_text()
+    assert "Running stage 'prepare'" not in run_command(["dvc", "repro", "prepare"], repo, env)
+
+    before = prepared.read_bytes()
+    target = root / "a" / "001.png"
+    target.write_bytes(target.read_bytes()[:50])
+    broken = subprocess.run(["dvc", "repro", "prepare"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert broken.returncode != 0 and f"error: {Path('data/raw/shapes/a/001.png')}: not a readable" in broken.stdout + broken.stderr
+    assert prepared.read_bytes() == before
