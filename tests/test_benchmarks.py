@@ -44,3 +44,11 @@ def test_startup_benchmark_times_entry_points_beside_torch(tmp_path):
     rows = {line.split()[0] for line in result.stdout.splitlines()[2:]}
     assert "x torch" in result.stdout and rows == {"import", "prepare", "report"}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prepare_benchmark_exports_pngs_and_times_the_stage(tmp_path):
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "prepare.py"), "--limit", "100", "--repeats", "1", "--workers", "2"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "exported 200 PNG files of 28x28" in result.stdout and "prepare (whole process), 1 runs: median" in result.stdout
+    assert list(tmp_path.iterdir()) == []

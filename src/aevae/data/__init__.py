@@ -7,7 +7,7 @@ Lightning.
 
 from typing import Any
 
-from aevae.data.splits import SPLIT_NAMES, Splits, load_or_prepare, load_splits, prepare_splits, save_splits
+from aevae.data.splits import SPLIT_NAMES, Splits, load_or_prepare, load_splits, prepare_splits, read_source, save_splits, split_source
 
 DATAMODULE_NAMES = ("InMemoryDataModule", "TensorBatches", "binarize")
 
@@ -30,5 +30,7 @@ __all__ = [
     "load_or_prepare",
     "load_splits",
     "prepare_splits",
+    "read_source",
     "save_splits",
+    "split_source",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from aevae.config import validate
 from aevae.data.manifest import manifest_path, manifest_text, write_manifest
-from aevae.data.splits import read_source, save_splits, split_source
+from aevae.data import read_source, save_splits, split_source
 
 log = logging.getLogger(__name__)
 
