@@ -50,7 +50,7 @@ class AEConfig:
     label: str = MISSING  # the variant's name in run names, tables and reports (ae, dae, vae, beta_vae)
     latent_dim: int = MISSING
     likelihood: Likelihood = MISSING  # auto: by the data (grey: bernoulli, colour: logistic, vectors: gaussian_learned)
-    gaussian_std: float = MISSING  # std of the gaussian likelihood (gaussian_learned: its initial value)
+    gaussian_std: float = MISSING  # the likelihood's scale: gaussian's std (gaussian_learned: its initial value; logistic: at output 0)
     corruption: Corruption = MISSING  # input corruption of a denoising model
     corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
     lr: float = MISSING

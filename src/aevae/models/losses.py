@@ -22,7 +22,7 @@ class Likelihood(StrEnum):
     bernoulli = "bernoulli"  # probability sigmoid(output): [0, 1] grey images (binary cross-entropy)
     gaussian = "gaussian"  # mean sigmoid(output) (images) or output (vectors), std `model.gaussian_std`
     gaussian_learned = "gaussian_learned"  # the same mean, a learned std per channel (images) or per feature (vectors)
-    logistic = "logistic"  # discretised logistic, a learned mean and log-scale per pixel, bins of 1/255 (PixelCNN++)
+    logistic = "logistic"  # discretised logistic, a location and log-scale per pixel (scale `model.gaussian_std` at output 0), bins of 1/255
 
 
 class DataKind(StrEnum):
@@ -104,18 +104,24 @@ class Gaussian(PixelLikelihood):
 
 
 class DiscretisedLogistic(PixelLikelihood):
-    """A logistic of location `output[:, :C]` and log-scale `output[:, C:]` per pixel, its mass
-    on the 256 bins of width 1/255 around k / 255 (the edge bins take the tails), as in
-    PixelCNN++ (Salimans et al. 2017) and IAF (Kingma et al. 2016) with one component."""
+    """A logistic per pixel, its mass on the 256 bins of width 1/255 around k / 255 (the edge bins
+    take the tails), as in PixelCNN++ (Salimans et al. 2017) and IAF (Kingma et al. 2016) with one
+    component: location sigmoid(output[:, :C]), log-scale output[:, C:] + log(`scale`), so that
+    an untrained decoder starts near `scale` rather than at a scale of 1 (the whole range)."""
 
     params = 2
 
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.log_scale_offset = math.log(scale)
+
     def mean(self, output: Tensor) -> Tensor:
-        return output.chunk(2, dim=1)[0].clamp(0.0, 1.0)
+        return torch.sigmoid(output.chunk(2, dim=1)[0])  # the median: the mean up to the edge bins' clipping
 
     def nll(self, output: Tensor, target: Tensor) -> Tensor:
         location, log_scale = output.chunk(2, dim=1)
-        log_scale = log_scale.clamp_min(MIN_LOG_SCALE)
+        location = torch.sigmoid(location)
+        log_scale = (log_scale + self.log_scale_offset).clamp_min(MIN_LOG_SCALE)
         half = 0.5 / LEVELS
         inv_scale = torch.exp(-log_scale)
         centred = target - location
@@ -135,7 +141,7 @@ def build_likelihood(likelihood: str, image_shape: Sequence[int], gaussian_std: 
     if chosen == Likelihood.bernoulli:
         return Bernoulli()
     if chosen == Likelihood.logistic:
-        return DiscretisedLogistic()
+        return DiscretisedLogistic(gaussian_std)
     return Gaussian(image_shape, gaussian_std, learned=chosen == Likelihood.gaussian_learned)
 
 

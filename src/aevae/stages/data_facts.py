@@ -6,6 +6,10 @@ from typing import Any
 
 import torch
 
+SKIP_VECTORS = {
+    "denoising": "skipped: the data are vectors, and the corruptions act on pixels in [0, 1]",
+    "figures": "only the latent map: vectors have no picture",
+}
 SKIP_NO_LABELS = {
     "probe": "skipped: the data have no labels, so there is nothing for a probe to predict",
     "classifier": "skipped: the data have no labels, so no classifier judges samples (no FID in its features, no classes covered)",
@@ -47,7 +51,7 @@ def manifest_md5(splits: Any) -> str | None:
 
 def skipped(splits: Any) -> dict[str, str]:
     """Use -> why it is skipped on these data."""
-    return {} if has_labels(splits) else dict(SKIP_NO_LABELS)
+    return ({} if has_labels(splits) else dict(SKIP_NO_LABELS)) | (dict(SKIP_VECTORS) if is_vectors(splits) else {})
 
 
 def label_counts(splits: Any, split: str) -> dict[str, int]:

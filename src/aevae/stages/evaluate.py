@@ -184,7 +184,10 @@ def run(cfg: Any) -> dict[str, float]:
         classifier = load_classifier(cfg.generation.classifier, map_location=device)
     n_components = resolve_pca_components(cfg.pca_components, models)
     output_dir, batch_size = Path(cfg.output_dir), cfg.data.eval_batch_size
-    corruptions = {} if is_vectors(splits) else cfg.corruptions  # the corruptions act on pixels in [0, 1]
+    corruptions = cfg.corruptions
+    if is_vectors(splits):
+        log.warning("%s: denoising %s", cfg.stage, skipped(splits)["denoising"])
+        corruptions = {}
     results: dict[str, dict[str, float]] = {}
     protocols: dict[str, Any] = {}
     latent_table: list[dict[str, Any]] = []
