@@ -18,7 +18,7 @@ from aevae.errors import ConfigError, DataError
 from aevae.stages.evaluate import run as evaluate, split_images
 from aevae.evaluation.latent import interpolate, project_2d, traverse
 from aevae.evaluation.latent_stats import active_units, kl_per_dimension, most_active_dimensions
-from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.likelihood import MEANING, likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.reconstruction import reconstruction_metrics
@@ -182,7 +182,7 @@ def test_evaluate_entry_point_writes_metrics_figures_and_logs_to_mlflow(checkpoi
     # the VAE is evaluated on the binarization it was trained with, as its checkpoint records
     assert protocol["vae"] | {"checkpoint": None} == {
         "checkpoint": None, "dataset": "digits", "binarize": "static", "n_test": 359,
-        "likelihood": "bernoulli", "iwae_samples": 20, "units": "nats per image",
+        "likelihood": "bernoulli", "iwae_samples": 20, "units": "nats per image", "meaning": MEANING["bernoulli"],
     }  # fmt: skip
     assert protocol["ae"]["binarize"] == "none"
     assert {p.name for p in (out / "figures").iterdir()} >= {"ae_denoising.png", "vae_samples.png", "vae_latent_map.png"}

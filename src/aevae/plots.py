@@ -30,16 +30,18 @@ def pyplot() -> Any:
 
 
 def tile_rows(rows: Sequence["Tensor"], pad: int = 1) -> "Tensor":
-    """One (H', W') canvas of the first channel of every image, a row of the canvas per tensor
-    (N, C, H, W), separated by `pad` white pixels; short rows are padded with white."""
+    """One canvas of every image, a row of the canvas per tensor (N, C, H, W), separated by `pad`
+    white pixels; short rows are padded with white. Grey images (C = 1) give an (H', W') canvas,
+    colour ones (C = 3) an (H', W', 3) one."""
     import torch
 
-    height, width = rows[0].shape[-2:]
-    canvas = torch.ones(len(rows) * (height + pad) + pad, max(len(row) for row in rows) * (width + pad) + pad)
+    channels, (height, width) = rows[0].shape[-3], rows[0].shape[-2:]
+    colour = (3,) if channels == 3 else ()
+    canvas = torch.ones(len(rows) * (height + pad) + pad, max(len(row) for row in rows) * (width + pad) + pad, *colour)
     for r, images in enumerate(rows):
         for c, image in enumerate(images.detach().float().cpu()):
             top, left = pad + r * (height + pad), pad + c * (width + pad)
-            canvas[top : top + height, left : left + width] = image[0]
+            canvas[top : top + height, left : left + width] = image.permute(1, 2, 0) if colour else image[0]
     return canvas
 
 
@@ -48,7 +50,7 @@ def save_image_rows(rows: Sequence["Tensor"], row_titles: Sequence[str], path: s
     plt = pyplot()
     n_cols = max(len(row) for row in rows)
     fig, ax = plt.subplots(figsize=(1.0 + n_cols * 0.8, 0.4 + len(rows) * 0.8))
-    ax.imshow(tile_rows(rows).numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(tile_rows(rows).clamp(0.0, 1.0).numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     height = rows[0].shape[-2]
     ax.set_yticks([1 + r * (height + 1) + (height - 1) / 2 for r in range(len(rows))], labels=row_titles, fontsize=8)
     ax.set_xticks([])
@@ -184,7 +186,8 @@ def save_accuracy_plot(summary: Sequence[Mapping[str, Any]], path: str | Path, t
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if summary:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return save_png(fig, path)
 

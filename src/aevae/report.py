@@ -214,11 +214,40 @@ def _figure_caption(figure: str) -> str:
     return Path(relative).with_suffix("").as_posix()
 
 
-def render_markdown(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None) -> str:
-    """The report as Markdown: the summary (when given) first, then the sections; figure links
-    are relative to the report's directory; a figure matched twice is shown once."""
+def render_data_card(card: Mapping[str, Any], card_path: str | Path, report_path: str | Path) -> str:
+    """The data card (the evaluate stage's `data_card.json` at `card_path`) as a Markdown section:
+    the facts, images per split and class, what was skipped and why, and the sample images (a
+    path relative to the card)."""
+    shape = "x".join(map(str, card["shape"]))
+    stats = lambda values: ", ".join(f"{value:.4g}" for value in values)  # noqa: E731
+    per = "per channel" if card["channels"] else "over all features"
+    facts = [
+        ("source", f"`{card['source']}`"),
+        ("kind", f"{card['kind']}, {shape}" + (f", {card['channels']} channel(s)" if card["channels"] else "")),
+        ("classes", ", ".join(card["classes"]) or "none (unlabelled)"),
+        (f"mean ({per}, training split)", stats(card["mean"])),
+        (f"std ({per}, training split)", stats(card["std"])),
+        ("manifest md5", f"`{card['manifest_md5']}`" if card["manifest_md5"] else "- (built-in data set)"),
+    ]
+    out = ["## Data", "", markdown_table(["", ""], [[name, value] for name, value in facts]), ""]
+    columns = ["total", *card["classes"]]
+    out += [markdown_table(["split", *columns], [[split, *(str(counts.get(c, 0)) for c in columns)] for split, counts in card["counts"].items()]), ""]
+    out += [f"- **{use}**: {why}" for use, why in card["skipped"].items()] + ([""] if card["skipped"] else [])
+    figure = Path(card_path).parent / card["samples_figure"] if card["samples_figure"] else None
+    if figure is not None:
+        link = quote(Path(os.path.relpath(figure, Path(report_path).parent)).as_posix())
+        out += [f"![training images]({link})", "*training images*", ""]
+    return "\n".join(out)
+
+
+def render_markdown(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None, preface: str = "") -> str:
+    """The report as Markdown: `preface` (the data card) and the summary (when given) first, then
+    the sections; figure links are relative to the report's directory; a figure matched twice is
+    shown once."""
     base = Path(report_path).parent
     out = [f"# {title}", ""]
+    if preface:
+        out += [preface]
     if summary is not None:
         out += [render_summary(summary, sections)]
     for section, figures in zip(sections, section_figures(sections)):
@@ -286,7 +315,7 @@ def render_html(markdown_text: str, title: str, base_dir: str | Path = ".") -> s
     )
 
 
-def render_report(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None) -> tuple[str, str]:
+def render_report(title: str, sections: Sequence[Any], report_path: str | Path, summary: Any = None, preface: str = "") -> tuple[str, str]:
     """The report as (Markdown, self-contained HTML), the Markdown to be written at `report_path`."""
-    markdown_text = render_markdown(title, sections, report_path, summary)
+    markdown_text = render_markdown(title, sections, report_path, summary, preface)
     return markdown_text, render_html(markdown_text, title, Path(report_path).parent)

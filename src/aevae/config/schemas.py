@@ -430,6 +430,7 @@ class ReportConfig:
     register: bool = MISSING  # register each model's logged MLflow model as aevae-<dataset>-<model>
     checkpoints: str = MISSING  # each model's best checkpoint (a path with "{model}"): finds the run that logged it
     summary_json: str = MISSING  # the headline numbers (the summary's cells) as one metrics file
+    data_card: Optional[str] = MISSING  # the evaluate stage's data_card.json, shown first; null: no card
     title: str = MISSING
     dataset: str = MISSING
     output: str = MISSING

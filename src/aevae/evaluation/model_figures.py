@@ -84,13 +84,14 @@ def save_model_figures(
     batch_size: int,
     seed: int,
 ) -> list[Path]:
-    """Write `<directory>/<name>_<kind>.png` for every figure kind the model supports, plus
-    `<name>_latent_map.png` (test codes in 2-D, coloured by label). Returns the paths written."""
+    """Write `<directory>/<name>_<kind>.png` for every figure kind the model supports (images
+    only: vectors have no picture), plus `<name>_latent_map.png` (test codes in 2-D, coloured by
+    label). Returns the paths written."""
     directory = Path(directory)
     torch.manual_seed(seed)
     codes = map_batches(model.embed, images, batch_size)
     paths = []
-    for kind, make_grid in IMAGE_GRIDS.items():
+    for kind, make_grid in IMAGE_GRIDS.items() if images.ndim == 4 else ():
         grid = make_grid(model, images, codes, figures_cfg)
         if grid is not None:
             rows, titles = grid

@@ -1,4 +1,5 @@
-"""Reconstruction quality of images in [0, 1]: MSE, BCE, PSNR and SSIM (torchmetrics)."""
+"""Reconstruction quality of images in [0, 1]: MSE, BCE, PSNR and SSIM (torchmetrics); of
+vectors: MSE."""
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,12 @@ def reconstruction_metrics(recon: Tensor, target: Tensor, batch_size: int) -> di
     """Mean over images of reconstructions `recon` against `target`, both (N, C, H, W) in [0, 1].
 
     mse: per pixel; bce: nats per image (summed over pixels); psnr: dB, the mean of per-image
-    values; ssim: the mean of per-image values (gaussian window, sigma 1.5). Data range 1.
+    values (the squared error averaged over pixels and channels); ssim: the mean of per-image
+    values (gaussian window, sigma 1.5; colour: the mean over channels). Data range 1.
+    Vectors (N, D): mse per feature only (no range, no pixels).
     """
+    if recon.ndim == 2:
+        return {"mse": float((recon - target).square().mean())}
     quality = MetricCollection(
         {
             "mse": MeanSquaredError(),

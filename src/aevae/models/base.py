@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from aevae.errors import TrainingError, require
-from aevae.models.losses import Corruption, Likelihood, corrupt
+from aevae.models.losses import Corruption, Likelihood, build_likelihood, corrupt, resolve_likelihood
 from aevae.nets import build_nets
 
 
@@ -49,8 +49,8 @@ class AEConfig:
     name: str = MISSING  # the class in `aevae.models.MODELS`
     label: str = MISSING  # the variant's name in run names, tables and reports (ae, dae, vae, beta_vae)
     latent_dim: int = MISSING
-    likelihood: Likelihood = MISSING
-    gaussian_std: float = MISSING  # observation noise of the gaussian likelihood
+    likelihood: Likelihood = MISSING  # auto: by the data (grey: bernoulli, colour: logistic, vectors: gaussian_learned)
+    gaussian_std: float = MISSING  # the likelihood's scale: gaussian's std (gaussian_learned: its initial value; logistic: at output 0)
     corruption: Corruption = MISSING  # input corruption of a denoising model
     corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
     lr: float = MISSING
@@ -86,7 +86,10 @@ class BaseAutoencoder(L.LightningModule):
         self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = self.config_class(**model)  # checks the values
         self.image_shape = tuple(image_shape)
-        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.code_features)
+        self.cfg.likelihood = resolve_likelihood(self.cfg.likelihood, self.image_shape)
+        self.likelihood = build_likelihood(self.cfg.likelihood, self.image_shape, self.cfg.gaussian_std)
+        decoder_shape = (self.likelihood.params * self.image_shape[0], *self.image_shape[1:])
+        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.code_features, decoder_shape)
         self.val_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
         self.test_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
 
@@ -109,8 +112,8 @@ class BaseAutoencoder(L.LightningModule):
         return self.encode(x)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Mean images in [0, 1] for latent codes `z`."""
-        return torch.sigmoid(self.decoder(z))
+        """Mean images in [0, 1] (or vectors) for latent codes `z`."""
+        return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """Mean reconstruction of images `x` through their deterministic code."""

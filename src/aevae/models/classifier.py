@@ -1,6 +1,6 @@
-"""A small digit classifier: the feature space in which generated images are compared with real
-ones (Fréchet distance) and the labeller of samples (class coverage). Trained once per data set
-by the classifier stage; no downloaded weights."""
+"""A small classifier of the data's classes (the digits, on MNIST): the feature space in which
+generated images are compared with real ones (Fréchet distance) and the labeller of samples (class
+coverage). Trained once per data set by the classifier stage on its labels; no downloaded weights."""
 
 import math
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ from aevae.errors import require
 from aevae.nets.base import check_sizes
 from aevae.nets.mlp import mlp
 
-N_CLASSES = 10
+N_CLASSES = 10  # the digits: the classes of a checkpoint that does not record its number
 
 
 @dataclass
@@ -36,14 +36,15 @@ class DigitClassifier(L.LightningModule):
     """An MLP on pixels; `forward` gives the features of its last hidden layer (what torchmetrics'
     Fréchet distance calls), `predict` the class."""
 
-    def __init__(self, classifier: dict[str, Any], image_shape: Sequence[int]) -> None:
+    def __init__(self, classifier: dict[str, Any], image_shape: Sequence[int], n_classes: int = N_CLASSES) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
         self.cfg = ClassifierConfig(**classifier)
+        self.n_classes = n_classes
         self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *self.cfg.hidden_dims], "relu"), nn.ReLU())
-        self.head = nn.Linear(self.cfg.hidden_dims[-1], N_CLASSES)
+        self.head = nn.Linear(self.cfg.hidden_dims[-1], n_classes)
         self.num_features = self.cfg.hidden_dims[-1]
-        self.accuracy = nn.ModuleDict({stage: MulticlassAccuracy(N_CLASSES, average="micro") for stage in ("val", "test")})
+        self.accuracy = nn.ModuleDict({stage: MulticlassAccuracy(n_classes, average="micro") for stage in ("val", "test")})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)

@@ -16,7 +16,7 @@ from aevae.data import InMemoryDataModule
 from aevae.errors import TrainingError, require
 from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.classifier import N_CLASSES
-from aevae.models.losses import corrupt, gaussian_kl, reconstruction_nll, squared_error
+from aevae.models.losses import corrupt, gaussian_kl, squared_error
 from aevae.nets import NETS
 
 
@@ -133,7 +133,7 @@ class SemiSupervisedVAE(BaseAutoencoder):
         """log p(target | y, z) per row and the decoder's logits, for codes (N, D), labels (N,)
         and images (N, ...)."""
         logits = self.decoder(torch.cat([z, F.one_hot(y, N_CLASSES).to(z.dtype)], dim=1))
-        return -reconstruction_nll(logits, target, self.cfg.likelihood, self.cfg.gaussian_std), logits
+        return -self.likelihood.nll(logits, target), logits
 
     def _unlabelled_terms(self, x_in: Tensor, target: Tensor, *, sample: bool, log_q: Tensor | None = None) -> dict[str, Tensor]:
         """-U(x) and its parts per image; z drawn from q(z | x, y) (`sample`) or at its mean;
@@ -146,7 +146,7 @@ class SemiSupervisedVAE(BaseAutoencoder):
         log_px, logits = self._log_px(z, y, target.repeat(N_CLASSES, *[1] * (target.dim() - 1)))
         recon = (q.T * -log_px.view(N_CLASSES, n)).sum(0)
         kl = (q.T * gaussian_kl(mu, logvar).view(N_CLASSES, n)).sum(0) + (q * log_q).sum(1) + math.log(N_CLASSES)
-        mean_image = torch.einsum("bc,cb...->b...", q, logits.sigmoid().view(N_CLASSES, *target.shape))
+        mean_image = torch.einsum("bc,cb...->b...", q, self.likelihood.mean(logits).view(N_CLASSES, *target.shape))
         return {"loss": recon + kl, "recon": recon, "kl": kl, "elbo": -(recon + kl), "mse": squared_error(mean_image, target)}
 
     def loss_terms(self, x_in: Tensor, target: Tensor) -> dict[str, Tensor]:

@@ -10,7 +10,7 @@ from torch.distributions import Normal
 
 from aevae.errors import require
 from aevae.models.base import AEConfig, BaseAutoencoder, Capability
-from aevae.models.losses import gaussian_kl, reconstruction_nll, squared_error
+from aevae.models.losses import gaussian_kl, squared_error
 
 
 @dataclass
@@ -25,7 +25,7 @@ class VAEConfig(AEConfig):
 
 
 class VariationalAutoencoder(BaseAutoencoder):
-    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) bernoulli or gaussian.
+    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) the configured likelihood.
 
     loss = recon + beta_t * kl, with beta_t rising linearly from 0 to `beta` over
     `kl_warmup_epochs`; `elbo` = -(recon + kl) is always reported with weight 1, in nats.
@@ -62,7 +62,7 @@ class VariationalAutoencoder(BaseAutoencoder):
         z = mu + std * torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         logits = self.decoder(z.flatten(0, 1))
         targets = x.expand(k, *x.shape).flatten(0, 1)
-        log_px_z = -reconstruction_nll(logits, targets, self.cfg.likelihood, self.cfg.gaussian_std).view(k, len(x))
+        log_px_z = -self.likelihood.nll(logits, targets).view(k, len(x))
         log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
         log_qz = Normal(mu, std).log_prob(z).sum(-1)
         return log_px_z + log_pz - log_qz
@@ -88,18 +88,18 @@ class VariationalAutoencoder(BaseAutoencoder):
         mu, logvar = self.encode(x_in)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         logits = self.decoder(z)
-        recon = reconstruction_nll(logits, target, self.cfg.likelihood, self.cfg.gaussian_std)
+        recon = self.likelihood.nll(logits, target)
         kl = gaussian_kl(mu, logvar)
         return {
             "loss": recon + self.kl_weight() * kl,
             "recon": recon,
             "kl": kl,
             "elbo": -(recon + kl),
-            "mse": squared_error(logits.sigmoid(), target),
+            "mse": squared_error(self.likelihood.mean(logits), target),
         }
 
     def score_anomaly(self, x: Tensor) -> Tensor:
         """Negative ELBO with the posterior mean as the decoded code (deterministic)."""
         mu, logvar = self.encode(x)
-        recon = reconstruction_nll(self.decoder(mu), x, self.cfg.likelihood, self.cfg.gaussian_std)
+        recon = self.likelihood.nll(self.decoder(mu), x)
         return recon + gaussian_kl(mu, logvar)

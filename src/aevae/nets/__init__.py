@@ -22,11 +22,15 @@ NETS: dict[str, NetFamily] = {
 }
 
 
-def build_nets(net_cfg: Mapping[str, Any], image_shape: Sequence[int], encoder_out: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
-    """The (encoder, decoder) pair named by `net_cfg["name"]`, sized by the rest of `net_cfg`."""
+def build_nets(
+    net_cfg: Mapping[str, Any], image_shape: Sequence[int], encoder_out: int, latent_dim: int, decoder_shape: Sequence[int] | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) pair named by `net_cfg["name"]`, sized by the rest of `net_cfg`: the
+    encoder reads `image_shape` (C, H, W) or vectors (D,); the decoder writes `decoder_shape`
+    (default `image_shape`; more channels where the likelihood has several parameters per pixel)."""
     sizes = {key: value for key, value in net_cfg.items() if key != "name"}
     family = NETS[net_cfg["name"]]
-    return family.encoder(image_shape, encoder_out, **sizes), family.decoder(image_shape, latent_dim, **sizes)
+    return family.encoder(image_shape, encoder_out, **sizes), family.decoder(decoder_shape or image_shape, latent_dim, **sizes)
 
 
 __all__ = ["NETS", "NetConfig", "NetFamily", "build_nets"]

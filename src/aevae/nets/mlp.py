@@ -1,4 +1,4 @@
-"""Fully connected encoder and decoder."""
+"""Fully connected encoder and decoder, for images (C, H, W) and vectors (D,) alike."""
 
 import math
 from collections.abc import Sequence
@@ -40,7 +40,7 @@ def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """Flattens an image and maps it to `out_features` numbers."""
+    """Flattens an image (or takes a vector) and maps it to `out_features` numbers."""
 
     def __init__(self, image_shape: Sequence[int], out_features: int, hidden_dims: Sequence[int], activation: str) -> None:
         super().__init__()
@@ -51,7 +51,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Maps a latent vector to pixel logits of `image_shape`."""
+    """Maps a latent vector to the decoder's output of `image_shape` (the likelihood's parameters)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, hidden_dims: Sequence[int], activation: str) -> None:
         super().__init__()

@@ -1,5 +1,9 @@
-"""The classifier stage: the digit classifier that judges generated images (sample quality),
-trained once on the training split; its test accuracy says how far its judgement can be trusted."""
+"""The classifier stage: the classifier that judges generated images (sample quality), trained
+once on the training split's labels (as many classes as the data have); its test accuracy says
+how far its judgement can be trusted. Data without labels get none: the stage says so in one line
+and writes empty outputs, and the evaluate stage measures no classifier-based metric."""
+
+import logging
 
 from pathlib import Path
 from typing import Any
@@ -15,21 +19,30 @@ from aevae.io import write_json
 from aevae.mlflow_model import log_trained_model
 from aevae.models.classifier import DigitClassifier
 from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.data_facts import has_labels, n_classes, skipped
 from aevae.stages.train import build_trainer
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "best"  # <output_dir>/checkpoints/best.ckpt: the epoch of the best validation accuracy
 
 
 def run(cfg: Any) -> dict[str, float]:
     """Train the classifier of `cfg`; write `checkpoints/best.ckpt` and `metrics.json`
-    (`classifier/val/accuracy`, `classifier/test/accuracy`) under `cfg.output_dir`."""
+    (`classifier/val/accuracy`, `classifier/test/accuracy`) under `cfg.output_dir`; on data
+    without labels, an empty `checkpoints/` and `{}`."""
     validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = load_or_prepare(cfg.data)
+    if not has_labels(splits):
+        log.warning("%s: %s", cfg.stage, skipped(splits)["classifier"])
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / "metrics.json", {})
+        return {}
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
-    model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape))
+    model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape), n_classes(splits))
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
         checkpoint = RelocatableCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
         trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint])

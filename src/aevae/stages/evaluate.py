@@ -21,7 +21,7 @@ from aevae.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures
-from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.likelihood import DISCRETE_8BIT, MEANING, bits_per_dim, likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
 from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior_mean_variance
 from aevae.evaluation.pca import fit_pca
@@ -30,9 +30,11 @@ from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.evaluation.sample_quality import class_histogram, coverage, frechet_distance
 from aevae.io import write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
-from aevae.models.classifier import N_CLASSES, DigitClassifier, load_classifier
+from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
 from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.data_card import data_card, save_sample_grid
+from aevae.stages.data_facts import has_labels, is_vectors, skipped
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 PROTOCOL_KEYS = ("binarize", "threshold")
 DATAMODULE_HPARAMS = "datamodule_hyper_parameters"
 DENOISING_METRICS = ("psnr", "ssim")
+DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, under output_dir
 
 
 def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
@@ -96,7 +99,10 @@ def likelihood_metrics(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict
     (bf16 would lose the nats these sums are compared in)."""
     generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
     bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
-    return {"test/elbo": float(bounds["elbo"].mean()), "test/nll_iwae": float(-bounds["log_px"].mean())}
+    metrics = {"test/elbo": float(bounds["elbo"].mean()), "test/nll_iwae": float(-bounds["log_px"].mean())}
+    if model.cfg.likelihood in DISCRETE_8BIT:
+        metrics["test/bits_per_dim"] = bits_per_dim(metrics["test/nll_iwae"], images[0].numel())
+    return metrics
 
 
 def posterior_metrics(model: BaseAutoencoder, images: Tensor, batch_size: int) -> dict[str, float]:
@@ -123,11 +129,11 @@ def generation_metrics(model: BaseAutoencoder | None, restore: Callable[[Tensor]
         torch.manual_seed(cfg.seed)
         samples = torch.cat([model.sample(len(batch)) for batch in real.split(batch_size)])
         metrics["gen/fid"] = frechet_distance(classifier, real, samples, batch_size)
-        histogram = class_histogram(classifier.predict, samples, batch_size, N_CLASSES)
+        histogram = class_histogram(classifier.predict, samples, batch_size, classifier.n_classes)
         metrics |= {f"gen/{key}": value for key, value in coverage(histogram).items()}
     if model is not None and model.supports(Capability.sample_given):
         torch.manual_seed(cfg.seed)
-        asked = torch.arange(len(real), device=real.device) % N_CLASSES
+        asked = torch.arange(len(real), device=real.device) % classifier.n_classes
         samples = map_batches(model.sample_given, asked, batch_size)
         metrics["gen/accuracy_given"] = float(per_class_accuracy(classifier, samples, asked, batch_size).mean())
     return metrics
@@ -146,7 +152,8 @@ def protocol(model: BaseAutoencoder, checkpoint: str, data_cfg: Any, n_test: int
     if data_cfg.binarize == "threshold":
         described["threshold"] = data_cfg.threshold
     if model.supports(Capability.likelihood):
-        described |= {"likelihood": str(model.cfg.likelihood), "iwae_samples": cfg.likelihood.samples, "units": "nats per image"}
+        likelihood = str(model.cfg.likelihood)
+        described |= {"likelihood": likelihood, "iwae_samples": cfg.likelihood.samples, "units": "nats per image", "meaning": MEANING[likelihood]}
     return described
 
 
@@ -169,12 +176,18 @@ def run(cfg: Any) -> dict[str, float]:
         if model.image_shape != splits.image_shape:
             raise DataError(f"{cfg.models[name]}: model expects images {model.image_shape}, data has {splits.image_shape}")
     classifier = None
-    if cfg.generation.classifier:
+    if cfg.generation.classifier and not has_labels(splits):
+        log.warning("%s: generation metrics %s", cfg.stage, skipped(splits)["classifier"])
+    elif cfg.generation.classifier:
         if not Path(cfg.generation.classifier).is_file():
             raise DataError(f"generation.classifier: {cfg.generation.classifier} not found (run the classifier stage first)")
         classifier = load_classifier(cfg.generation.classifier, map_location=device)
     n_components = resolve_pca_components(cfg.pca_components, models)
     output_dir, batch_size = Path(cfg.output_dir), cfg.data.eval_batch_size
+    corruptions = cfg.corruptions
+    if is_vectors(splits):
+        log.warning("%s: denoising %s", cfg.stage, skipped(splits)["denoising"])
+        corruptions = {}
     results: dict[str, dict[str, float]] = {}
     protocols: dict[str, Any] = {}
     latent_table: list[dict[str, Any]] = []
@@ -183,7 +196,7 @@ def run(cfg: Any) -> dict[str, float]:
         for name, model in models.items():
             data_cfg = data_config_for(cfg.models[name], cfg.data)
             images, labels = split_images(splits, data_cfg, cfg.seed, device)["test"]
-            results[name] = restoration_metrics(model.reconstruct, images, corrupted_sets(images, cfg.corruptions, cfg.seed), batch_size)
+            results[name] = restoration_metrics(model.reconstruct, images, corrupted_sets(images, corruptions, cfg.seed), batch_size)
             if model.supports(Capability.likelihood):
                 results[name] |= likelihood_metrics(model, images, cfg)
             if model.supports(Capability.posterior):
@@ -199,7 +212,7 @@ def run(cfg: Any) -> dict[str, float]:
                 figures[name] += save_conditional_figures(model, images, cfg.figures.n_images, output_dir / "figures", name, cfg.seed)
         data = split_images(splits, cfg.data, cfg.seed, device)
         (train_images, _), (test_images, _) = data["train"], data["test"]
-        corrupted = corrupted_sets(test_images, cfg.corruptions, cfg.seed)
+        corrupted = corrupted_sets(test_images, corruptions, cfg.seed)
         pca = fit_pca(train_images, n_components, cfg.seed)
         results["pca"] = restoration_metrics(pca.reconstruct, test_images, corrupted, batch_size)
         if classifier is not None:
@@ -210,17 +223,20 @@ def run(cfg: Any) -> dict[str, float]:
             for key, value in reconstruction_metrics(images, test_images, batch_size).items()
             if key in DENOISING_METRICS
         }
-        protocols["baselines"] = {"pca_components": n_components, "corruptions": dict(cfg.corruptions), "n_test": len(test_images)}
+        protocols["baselines"] = {"pca_components": n_components, "corruptions": dict(corruptions), "n_test": len(test_images)}
         for name, named_results in results.items():
             with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=name, parent=stage_run.run_id) as model_run:
                 model_run.log_metrics(named_results)
                 for figure in figures.get(name, []):
                     model_run.log_artifact(figure, "figures")
         metrics = {f"{name}/{key}": value for name, named_results in results.items() for key, value in named_results.items()}
+        samples_figure = save_sample_grid(splits, output_dir / DATA_SAMPLES)
         outputs = [
             write_json(output_dir / "metrics.json", metrics),
             write_json(output_dir / "protocol.json", protocols),
             write_csv(output_dir / "latent_kl.csv", latent_table),
+            write_json(output_dir / "data_card.json", data_card(splits, DATA_SAMPLES if samples_figure else None)),
+            *([samples_figure] if samples_figure else []),
         ]
         stage_run.log_metrics(metrics)
         for path in outputs:

@@ -1,5 +1,7 @@
 """The probe stage: logistic regression on frozen latents (and on pixels and PCA) with few labels.
 
+Data without labels have nothing to probe: the stage says so in one line and writes empty outputs.
+
 The data module and the models (Lightning) are imported when the stage runs, not when it starts.
 """
 
@@ -29,6 +31,7 @@ from aevae.evaluation.probe import (
 from aevae.io import write_csv, write_json
 from aevae.plots import save_accuracy_plot
 from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.data_facts import has_labels, skipped
 
 if TYPE_CHECKING:
     from aevae.models import BaseAutoencoder
@@ -51,6 +54,16 @@ def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int
     return models
 
 
+def skip(cfg: Any, output_dir: Path, reason: str) -> dict[str, float]:
+    """Say why nothing is probed; write the stage's outputs empty (the figure titled with why)."""
+    log.warning("%s: %s", cfg.stage, reason)
+    write_json(output_dir / "metrics.json", {})
+    write_csv(output_dir / "accuracy.csv", [])
+    write_csv(output_dir / "accuracy_runs.csv", [])
+    save_accuracy_plot([], output_dir / "accuracy.png", f"{cfg.data.name}: probe {reason}", ALL_LABELS)
+    return {}
+
+
 def run(cfg: Any) -> dict[str, float]:
     """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
     (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
@@ -60,6 +73,9 @@ def run(cfg: Any) -> dict[str, float]:
     validate(cfg)
     device = check_device("device", cfg.device)
     splits = load_or_prepare(cfg.data)
+    output_dir = Path(cfg.output_dir)
+    if not has_labels(splits):
+        return skip(cfg, output_dir, skipped(splits)["probe"])
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
     train_images, train_labels = datamodule.tensors["train"]
@@ -78,7 +94,6 @@ def run(cfg: Any) -> dict[str, float]:
         runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, classifier)
         summary = summarize(runs)
         metrics = probe_metrics(summary)
-        output_dir = Path(cfg.output_dir)
         title = f"{cfg.data.name}: logistic regression (C={cfg.logreg.C}) on frozen features, {cfg.repeats} seeds"
         outputs = [
             write_json(output_dir / "metrics.json", metrics),

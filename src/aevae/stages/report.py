@@ -52,6 +52,15 @@ def expand_files(files: Sequence[MetricsFile], names: Names) -> list[MetricsFile
     return expanded
 
 
+def data_card_section(card_path: str | None, report_path: str) -> str:
+    """The report's data card from the evaluate stage's `data_card.json` ("" when not configured)."""
+    if card_path is None:
+        return ""
+    if not Path(card_path).is_file():
+        raise DataError(f"{card_path}: data card not found (run the evaluate stage that writes it: dvc repro)")
+    return report.render_data_card(json.loads(Path(card_path).read_text()), card_path, report_path)
+
+
 def run(cfg: Any) -> dict[str, float]:
     """Draw the ROC and validation-loss figures of `cfg.models`; write `cfg.output` (Markdown),
     `cfg.html` (images embedded) and `cfg.summary_json` (the summary's numbers); log them on the
@@ -70,7 +79,7 @@ def run(cfg: Any) -> dict[str, float]:
     note = typed.dataset_notes.get(typed.dataset)
     if note and summary:  # e.g. the digits variant: a smoke run, said before any number
         summary["text"] = f"**{note}**\n\n{summary['text'] or ''}"
-    markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary)
+    markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary, data_card_section(typed.data_card, typed.output))
     headline = report.summary_metrics(summary, sections) if summary else {}
     with open_stage_run(cfg, stage=typed.stage, dataset=typed.dataset) as stage_run:
         for path, text in ((typed.output, markdown_text), (typed.html, html_text)):

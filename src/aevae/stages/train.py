@@ -23,6 +23,7 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.devices import check_accelerator
 from aevae.mlflow_model import log_trained_model
 from aevae.models import build_model
+from aevae.models.losses import resolve_likelihood
 from aevae.ownership import own_folder
 from aevae.ranks import is_rank_zero
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
@@ -45,17 +46,19 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
-    config_yaml = OmegaConf.to_yaml(params_of(cfg))
     metrics_file = output_dir / "metrics.json"
     with own_folder(output_dir):
         resume.check_owner(checkpoint_dir, cfg.model.label)
+        splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
+        # `model.likelihood: auto` becomes the data kind's likelihood in everything written and logged
+        cfg.model.likelihood = str(resolve_likelihood(cfg.model.likelihood, splits.image_shape))
+        config_yaml = OmegaConf.to_yaml(params_of(cfg))
         fingerprint = resume.fingerprint(cfg)
         if resume.finished_as_configured(output_dir, config_yaml, fingerprint):
             metrics = json.loads(metrics_file.read_text())
             log_summary(f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} already trained as configured", metrics)
             return metrics
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
         datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
         # checkpoints record the data config, so evaluation can use the binarization trained with
         datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
