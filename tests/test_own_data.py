@@ -178,6 +178,16 @@ def test_split_folders_keep_their_split_and_read_every_format(tmp_path):
     assert message.startswith(f"{root / 'stray.png'}: an image beside the split folders test, train, val")
 
 
+@pytest.mark.fast
+def test_a_built_in_data_sets_file_keeps_its_keys(tmp_path):
+    """The keys of the user's data are written only where set: digits' file is what it was."""
+    from aevae.data import save_splits
+    from aevae.io import load_tensors
+
+    payload = load_tensors(save_splits(prepare_splits(prepare_cfg("data=digits").data), tmp_path / "digits.pt"))
+    assert set(payload) == {"dataset", "max_level", *(f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("images", "labels"))}
+
+
 # --- array files ------------------------------------------------------------------------------
 
 
