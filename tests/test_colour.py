@@ -16,6 +16,7 @@ from sklearn.datasets import load_sample_images
 
 from aevae.data import Splits, load_splits, save_splits
 from aevae.models import build_model, load_model
+from aevae.models.classifier import load_classifier
 from aevae.report import render_report
 from aevae.stages.classifier import run as train_classifier
 from aevae.stages.data_facts import SKIP_NO_LABELS
@@ -100,6 +101,7 @@ def test_colour_stages_adapt_to_three_channels(colour, tmp_path):
     root, prepared, classifier = colour
     assert set(classifier) == {"classifier/val/accuracy", "classifier/test/accuracy"}
     assert classifier["classifier/test/accuracy"] > 0.75  # two photographs: chance is 0.5
+    assert load_classifier(root / "classifier" / "checkpoints" / "best.ckpt").n_classes == 2  # the data's classes, not the digits
     assert load_model(root / "vae" / "checkpoints" / "best.ckpt").cfg.likelihood == "logistic"  # auto, on colour
     assert "likelihood: logistic" in (root / "vae" / "config.yaml").read_text()
     models = [f"+models.{m}={root / m / 'checkpoints' / 'best.ckpt'}" for m in ("vae", "ae")]
@@ -147,3 +149,28 @@ def test_unlabelled_stages_skip_with_one_line(colour, tmp_path, caplog):
     assert "## Data" in markdown and "none (unlabelled)" in markdown
     assert f"- **probe**: {SKIP_NO_LABELS['probe']}" in markdown and f"- **classifier**: {SKIP_NO_LABELS['classifier']}" in markdown
     assert markdown.index("## Data") < markdown.index("training images") and "data:image/png;base64" in html
+
+
+@pytest.mark.fast
+def test_vectors_get_a_card_mse_and_only_the_latent_map(tmp_path):
+    """Standardised feature vectors (N, D): the card says vectors and what is skipped, the
+    reconstruction metric is the MSE, the figures are the latent map alone."""
+    from aevae.evaluation.model_figures import save_model_figures
+    from aevae.evaluation.reconstruction import reconstruction_metrics
+    from aevae.stages.data_card import data_card, save_sample_grid
+    from aevae.stages.data_facts import SKIP_VECTORS
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = {split: torch.randn(n, 6, generator=generator) for split, n in (("train", 40), ("val", 10), ("test", 10))}
+    splits = Splits("digits", 1, vectors, {split: torch.arange(len(v)) % 2 for split, v in vectors.items()})
+    card = data_card(splits, None)
+    assert card["kind"] == "vectors" and card["shape"] == [6] and card["channels"] is None and len(card["mean"]) == 1
+    assert card["skipped"] == SKIP_VECTORS and save_sample_grid(splits, tmp_path / "samples.png") is None
+    assert reconstruction_metrics(vectors["test"] + 0.5, vectors["test"], batch_size=4) == pytest.approx({"mse": 0.25})
+    model = build_model({"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, "likelihood": "auto", "gaussian_std": 1.0,
+                         "corruption": "none", "corruption_level": 0.0, "lr": 1e-3, "lr_schedule": "constant", "adam_eps": 1e-8, "weight_decay": 0.0},
+                        {"name": "mlp", "hidden_dims": [8], "activation": "relu"}, (6,)).eval()  # fmt: skip
+    assert model.cfg.likelihood == "gaussian_learned"
+    figures_cfg = {"n_images": 4, "interpolation_pairs": 2, "interpolation_steps": 3, "traversal_dims": 2, "traversal_steps": 3, "traversal_range": 2.0}
+    paths = save_model_figures(model, vectors["test"], splits.labels["test"], figures_cfg, tmp_path, "vae", batch_size=8, seed=0)
+    assert [path.name for path in paths] == ["vae_latent_map.png"]
