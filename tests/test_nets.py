@@ -51,7 +51,7 @@ def test_conv_divisible_sides_build_the_layers_as_before():
 def test_a_few_steps_lower_the_loss(net, shape, likelihood):
     torch.manual_seed(0)
     model = build_model({**VAE, "likelihood": likelihood}, net, shape)
-    x = (torch.randn if len(shape) == 1 else torch.rand)(1, *shape).expand(8, *shape)  # one sample: quick to learn
+    x = (torch.randn if len(shape) == 1 else torch.rand)(1, *shape).expand(4, *shape)  # one sample: quick to learn
     if likelihood == "bernoulli":
         x = x.round()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
