@@ -161,6 +161,33 @@ def test_flat_folder_is_unlabelled_and_skips_hidden_and_other_files_with_a_count
     assert splits.source == str(root) and splits.manifest_md5 == text_md5(manifest.read_text())
 
 
+@pytest.mark.fast
+def test_split_folders_keep_their_split_and_read_every_format(tmp_path):
+    root = tmp_path / "scans"
+    images = shapes(16, 0)
+    for i, image in enumerate(images):
+        split, suffix = ("train", "val", "test", "train")[i % 4], (".png", ".bmp", ".tif", ".jpg")[i % 4]
+        save_png(root / split / f"{i:02d}{suffix}", image)
+    save_png(root / "train" / "sixteen.png", (images[0].astype(np.uint16) * 257))  # 16-bit grey: its high byte
+    splits = prepare_splits(prepare_cfg("data=folder", f"data.path={root}").data)
+    assert [len(splits.labels[name]) for name in ("train", "val", "test")] == [9, 4, 4] and not splits.has_labels
+    assert torch.equal(splits.images["train"][-1, 0], torch.from_numpy(images[0]))  # sixteen.png, sorted last
+    assert torch.equal(splits.images["test"][0, 0], torch.from_numpy(images[2]))  # lossless TIFF
+    save_png(root / "stray.png", images[1])
+    message = data_error(prepare_cfg("data=folder", f"data.path={root}").data)
+    assert message.startswith(f"{root / 'stray.png'}: an image beside the split folders test, train, val")
+
+
+@pytest.mark.fast
+def test_a_built_in_data_sets_file_keeps_its_keys(tmp_path):
+    """The keys of the user's data are written only where set: digits' file is what it was."""
+    from aevae.data import save_splits
+    from aevae.io import load_tensors
+
+    payload = load_tensors(save_splits(prepare_splits(prepare_cfg("data=digits").data), tmp_path / "digits.pt"))
+    assert set(payload) == {"dataset", "max_level", *(f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("images", "labels"))}
+
+
 # --- array files ------------------------------------------------------------------------------
 
 

@@ -178,7 +178,8 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     (report,) = client.search_runs([experiment], "attributes.run_name = 'report'", order_by=["attributes.start_time DESC"], max_results=1)
     pipeline = client.get_run(report.data.tags["mlflow.parentRunId"])  # the latest reproduction's parent
     assert pipeline.data.metrics == pytest.approx(headline)  # the runs table compares reproductions
-    summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1]
+    card, summary = (study.repo / "reports/report.md").read_text().split("\n## ")[1:3]  # the data card, then the summary
+    assert card.startswith("Data") and "| train | 1150 |" in card
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary
 
 

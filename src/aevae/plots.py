@@ -76,13 +76,19 @@ def _save(fig: "Figure", ax: "Axes", title: str, path: str | Path) -> Path:
 
 
 def save_latent_map(points: "Tensor", labels: "Tensor", path: str | Path, title: str = "", projected: bool = False) -> Path:
-    """Save a scatter plot of 2-D `points` (N, 2) coloured by integer `labels` (N,); `projected`:
-    the points are principal components of the codes, not the codes themselves."""
+    """Save a scatter plot of 2-D `points` (N, 2) coloured by integer `labels` (N,) (unlabelled,
+    every label -1: one colour; more than 10 classes: a continuous colour map); `projected`: the
+    points are principal components of the codes, not the codes themselves."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     xy, classes = points.detach().float().cpu().numpy(), labels.cpu().numpy()
-    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=classes, cmap="tab10", vmin=-0.5, vmax=9.5, s=6, alpha=0.8)
-    fig.colorbar(scatter, ax=ax, ticks=range(10), label="label")
+    if (classes < 0).all():
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.8)
+    else:
+        n_classes = max(10, int(classes.max()) + 1)
+        cmap = "tab10" if n_classes == 10 else "viridis"
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=classes, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, s=6, alpha=0.8)
+        fig.colorbar(scatter, ax=ax, ticks=range(n_classes) if n_classes <= 20 else None, label="label")
     ax.set_xlabel("principal component 1" if projected else "latent dimension 1")
     ax.set_ylabel("principal component 2" if projected else "latent dimension 2")
     return _save(fig, ax, title, path)

@@ -103,7 +103,7 @@ def read_arrays(path: str, shape: Shape) -> Source:
     if x.ndim not in (2, 3, 4) or len(x) == 0:
         raise DataError(f"{file}: x has shape {x.shape}; save images (N, H, W), (N, H, W, C) or (N, C, H, W), or vectors (N, D)")
     if x.ndim == 2:
-        if shape != Shape(resize=shape.resize):
+        if shape.channels is not None or shape.image_size is not None:
             raise DataError(f"{file}: x holds vectors (N, D); data.image_size and data.channels apply to images, set them to null")
         if x.dtype.kind not in "iuf" or not np.isfinite(x).all():
             raise DataError(f"{file}: vectors x must be finite numbers, got dtype {x.dtype}{' with NaN or inf' if x.dtype.kind == 'f' else ''}")

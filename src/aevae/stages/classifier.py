@@ -4,7 +4,6 @@ how far its judgement can be trusted. Data without labels get none: the stage sa
 and writes empty outputs, and the evaluate stage measures no classifier-based metric."""
 
 import logging
-
 from pathlib import Path
 from typing import Any
 

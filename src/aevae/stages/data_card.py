@@ -12,7 +12,8 @@ from aevae.plots import save_image_rows
 from aevae.stages.data_facts import class_names, is_vectors, label_counts, manifest_md5, skipped, source
 
 SAMPLES_PER_ROW = 10
-SAMPLE_ROWS = 2
+SAMPLE_ROWS = 2  # without labels
+MAX_CLASS_ROWS = 10  # with labels: a row per class, the first classes
 
 
 def data_card(splits: Any, samples_figure: str | None) -> dict[str, Any]:
@@ -39,9 +40,16 @@ def data_card(splits: Any, samples_figure: str | None) -> dict[str, Any]:
 
 
 def save_sample_grid(splits: Any, path: str | Path) -> Path | None:
-    """`SAMPLE_ROWS` rows of the first training images (None for vectors: nothing to show)."""
+    """The first training images: a row per class (at most `MAX_CLASS_ROWS`, titled with the
+    class's name), or `SAMPLE_ROWS` rows without labels; None for vectors (nothing to show)."""
     if is_vectors(splits):
         return None
-    images = splits.scaled("train")[: SAMPLES_PER_ROW * SAMPLE_ROWS]
-    rows = list(images.split(SAMPLES_PER_ROW))
-    return save_image_rows(rows, ["train"] * len(rows), path, title=f"{source(splits)}: training images")
+    images, labels = splits.scaled("train"), splits.labels["train"]
+    names = class_names(splits)[:MAX_CLASS_ROWS]
+    if names:
+        rows = [images[labels == label][:SAMPLES_PER_ROW] for label in range(len(names))]
+        titles = list(names)
+    else:
+        rows = list(images[: SAMPLES_PER_ROW * SAMPLE_ROWS].split(SAMPLES_PER_ROW))
+        titles = ["train"] * len(rows)
+    return save_image_rows(rows, titles, path, title=f"{source(splits)}: training images")

@@ -67,6 +67,7 @@ def run(cfg: Any) -> dict[str, float]:
     stage's MLflow run, and the summary's numbers also on the pipeline's parent run. Returns
     those numbers."""
     typed: ReportConfig = validate(cfg)
+    data_card = data_card_section(typed.data_card, typed.output)  # every input is read before any figure is drawn
     models = list(typed.models)
     names = {MODEL: models, ONE_CLASS_MODEL: list(typed.one_class_models)}
     save_roc_curves(per_model(typed.roc_curves, names), typed.roc_figure)
@@ -79,7 +80,7 @@ def run(cfg: Any) -> dict[str, float]:
     note = typed.dataset_notes.get(typed.dataset)
     if note and summary:  # e.g. the digits variant: a smoke run, said before any number
         summary["text"] = f"**{note}**\n\n{summary['text'] or ''}"
-    markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary, data_card_section(typed.data_card, typed.output))
+    markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary, data_card)
     headline = report.summary_metrics(summary, sections) if summary else {}
     with open_stage_run(cfg, stage=typed.stage, dataset=typed.dataset) as stage_run:
         for path, text in ((typed.output, markdown_text), (typed.html, html_text)):
