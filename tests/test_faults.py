@@ -1,6 +1,7 @@
 """Faults: a killed training resumes to the same result, NaN stops cleanly, bad data exits early."""
 
 import copy
+import io
 import json
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -242,3 +244,47 @@ def test_an_immutable_store_is_one_line_naming_it(tmp_path):
     finally:
         subprocess.run(["chattr", "-i", str(store)], check=True)
     one_error_line(result, str(store), "cannot record runs")
+
+
+def garbage(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 8)  # random bytes: no format's header
+    return path
+
+
+def truncated_checkpoint(path: Path) -> Path:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"weight": torch.zeros(4096)}, "hyper_parameters": {}}, buffer)
+    path.write_bytes(buffer.getvalue()[:3000])  # what a kill in the middle of a plain write leaves
+    return path
+
+
+def npz_without_images(path: Path) -> Path:
+    np.savez(path, pixels=np.zeros((2, 8, 8)), labels=np.zeros(2))
+    return path
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "model, images, named",
+    [
+        (truncated_checkpoint, None, "not a readable checkpoint"),
+        (garbage, None, "not a readable checkpoint"),
+        (None, garbage, "not a readable .npy array"),
+        (None, npz_without_images, "name the images' array 'images'"),
+    ],
+    ids=["truncated checkpoint", "random bytes as checkpoint", "garbage .npy", ".npz without images"],
+)
+def test_score_refuses_an_unreadable_checkpoint_or_input_in_one_line_without_unsafe_advice(tmp_path, model, images, named):
+    checkpoint = model(tmp_path / "best.ckpt") if model else truncated_checkpoint(tmp_path / "best.ckpt")
+    if images:
+        array = images(tmp_path / ("images.npz" if images is npz_without_images else "images.npy"))
+    else:
+        array = tmp_path / "images.npy"
+        np.save(array, np.zeros((2, 8, 8), dtype=np.float32))
+    result = subprocess.run(
+        [sys.executable, "pipelines/score.py", f"model_uri={checkpoint}", f"images={array}", f"output={tmp_path / 'out.npy'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    line = one_error_line(result, str(checkpoint if model else array), named)
+    assert "weights_only" not in line and "allow_pickle" not in line and "pickle" not in line.lower().replace("python objects", "")
+    assert not (tmp_path / "out.npy").exists()
