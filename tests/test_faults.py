@@ -280,7 +280,6 @@ def npz_without_images(path: Path) -> Path:
     return path
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize(
     "model, images, named",
     [
