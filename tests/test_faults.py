@@ -1,6 +1,7 @@
 """Faults: a killed training resumes to the same result, NaN stops cleanly, bad data exits early."""
 
 import copy
+import io
 import json
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -40,6 +42,7 @@ def test_killed_training_resumes_into_a_run_with_every_epoch_once_and_ends_like_
     process.wait()
     record = json.loads((interrupted / "checkpoints" / "run.json").read_text())
     assert not record["finished"], "the kill came too late to test resuming"
+    resumed_at = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]  # the first step the resumed run trains
 
     resumed = subprocess.run(train_command(interrupted, tracking_uri), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -55,6 +58,21 @@ def test_killed_training_resumes_into_a_run_with_every_epoch_once_and_ends_like_
     for run in runs:  # one point per epoch, no gap and no duplicate
         steps = [point.step for point in client.get_metric_history(run.info.run_id, "val/loss")]
         assert len(steps) == 4 and len(set(steps)) == 4, steps
+    # the copied epochs keep the steps the interrupted run gave them: each epoch-level metric at
+    # the steps of the uninterrupted run; per-step points (queued, so the last second's may die
+    # with the kill) never twice, and every one from the checkpoint on
+    (other,) = [run for run in runs if run is not resumed_run]
+    resumed_steps, uninterrupted_steps = steps_by_metric(client, resumed_run.info.run_id), steps_by_metric(client, other.info.run_id)
+    for name in ("train/loss_step", "epoch"):  # `epoch`: Lightning logs it beside every metric, twice at an epoch's end
+        got, want = resumed_steps.pop(name), uninterrupted_steps.pop(name)
+        assert set(got) <= set(want) and {step for step in want if step >= resumed_at} <= set(got), name
+        assert name == "epoch" or len(got) == len(set(got)), got
+    assert resumed_steps == uninterrupted_steps
+
+
+def steps_by_metric(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
+    """Each metric of a run with the steps of its points, sorted (a step twice where it was logged twice)."""
+    return {name: sorted(point.step for point in client.get_metric_history(run_id, name)) for name in client.get_run(run_id).data.metrics}
 
 
 class NaNAfterFirstEpoch(Autoencoder):
@@ -241,4 +259,63 @@ def test_an_immutable_store_is_one_line_naming_it(tmp_path):
         result = run_train(tmp_path, "model=ae", f"output_dir={tmp_path / 'second'}", "logger=mlflow", f"logger.tracking_uri=sqlite:///{store}")
     finally:
         subprocess.run(["chattr", "-i", str(store)], check=True)
-    one_error_line(result, str(store), "cannot record runs")
+    line = one_error_line(result, str(store), "cannot record runs")
+    assert "(attempt to write a readonly database)" in line and "autoflush" not in line, line  # the store's short reason
+
+
+def garbage(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 8)  # random bytes: no format's header
+    return path
+
+
+def truncated_checkpoint(path: Path) -> Path:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"weight": torch.zeros(4096)}, "hyper_parameters": {}}, buffer)
+    path.write_bytes(buffer.getvalue()[:3000])  # what a kill in the middle of a plain write leaves
+    return path
+
+
+def npz_without_images(path: Path) -> Path:
+    np.savez(path, pixels=np.zeros((2, 8, 8)), labels=np.zeros(2))
+    return path
+
+
+@pytest.mark.parametrize(
+    "model, images, named",
+    [
+        (truncated_checkpoint, None, "not a readable checkpoint"),
+        (garbage, None, "not a readable checkpoint"),
+        (None, garbage, "not a readable .npy array"),
+        (None, npz_without_images, "name the images' array 'images'"),
+    ],
+    ids=["truncated checkpoint", "random bytes as checkpoint", "garbage .npy", ".npz without images"],
+)
+def test_score_refuses_an_unreadable_checkpoint_or_input_in_one_line_without_unsafe_advice(tmp_path, model, images, named):
+    checkpoint = model(tmp_path / "best.ckpt") if model else truncated_checkpoint(tmp_path / "best.ckpt")
+    if images:
+        array = images(tmp_path / ("images.npz" if images is npz_without_images else "images.npy"))
+    else:
+        array = tmp_path / "images.npy"
+        np.save(array, np.zeros((2, 8, 8), dtype=np.float32))
+    result = subprocess.run(
+        [sys.executable, "pipelines/score.py", f"model_uri={checkpoint}", f"images={array}", f"output={tmp_path / 'out.npy'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    line = one_error_line(result, str(checkpoint if model else array), named)
+    assert "weights_only" not in line and "pickle" not in line.lower()  # no advice to load unsafely
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("stage", ["classifier", "train"])
+def test_a_second_training_into_a_folder_replaces_its_best_checkpoint_and_is_the_one_loaded(make_config, tmp_path, stage):
+    """The M2 recipe's judge (the classifier stage) or a model trained again into its folder with
+    other settings: one `best.ckpt` (no `-v1` beside it), and it holds the second training."""
+    from aevae.stages import classifier
+
+    checkpoints = tmp_path / "out" / "checkpoints"
+    node = {"classifier": "classifier", "train": "net"}[stage]
+    for width in (16, 8):
+        cfg = make_config(["trainer=debug", "logger=none", f"{node}.hidden_dims=[{width}]"], config_name=stage)
+        (classifier.run if stage == "classifier" else train)(cfg)
+        assert sorted(path.name for path in checkpoints.glob("*.ckpt")) == (["best.ckpt"] if stage == "classifier" else ["best.ckpt", "last.ckpt"])
+        assert torch.load(checkpoints / "best.ckpt", weights_only=True)["hyper_parameters"][node]["hidden_dims"] == [width]

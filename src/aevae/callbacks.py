@@ -49,9 +49,14 @@ def plateau_metrics(losses: list[float]) -> dict[str, float]:
 class RelocatableCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint whose saved state holds its paths relative to its directory, so that a
     checkpoint's bytes do not depend on where the project is checked out (DVC hashes them).
-    Loading makes them absolute again, so resuming keeps the best model's path and score."""
+    Loading makes them absolute again, so resuming keeps the best model's path and score.
+    A file of the same name left by an earlier training is replaced, not kept beside a `-v1`
+    copy: the folder holds one `best.ckpt`, the one this training chose."""
 
     PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs, enable_version_counter=False)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -105,7 +110,7 @@ class EpochHistory(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)}
         for name, value in sorted(trainer.callback_metrics.items()):
-            if name.startswith("val/") or name.endswith("_epoch"):
+            if name.startswith(("val/", "train/")) and not name.endswith("_step"):  # every epoch-level metric
                 row[name.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from aevae.errors import DataError
 from aevae.io import write_atomic
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, read with weights_only=True (nothing in the file is executed);
+    DataError naming the file when it is missing or is not a readable checkpoint (it is never
+    retried unsafely, and torch's advice to do so is not passed on)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: checkpoint not found (train the model first)") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a checkpoint
+        raise DataError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by aevae); train it again") from exc
+    if not (isinstance(state, dict) and "state_dict" in state and "hyper_parameters" in state):
+        raise DataError(f"{path}: not a readable checkpoint (it holds no model written by aevae); train it again")
+    return state
+
+
 def readable(path: Path) -> bool:
     """Whether `path` loads as a checkpoint (weights only: nothing in it is executed)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure to read means: do not trust it
+        read_checkpoint(path)
+    except DataError:
         return False
-    return isinstance(state, dict) and "state_dict" in state
+    return True
 
 
 def set_aside(path: Path) -> Path:

@@ -1,5 +1,12 @@
 """The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
-mistake (a bad override, value or file) into one line `error: ...` and exit status 2."""
+mistake (a bad override, value or file) into one line `error: ...` and exit status 2.
+
+Importing it ties the process to the one that started it (`aevae.ownership.end_with_parent`)
+before anything slow is imported: every entry point imports it first."""
+
+from aevae.ownership import end_with_parent
+
+end_with_parent()
 
 import errno
 import gc
@@ -17,7 +24,6 @@ from omegaconf.errors import OmegaConfBaseException
 from aevae.config import register_configs
 from aevae.errors import AevaeError, hydra_message
 from aevae.logs import one_line_warnings, quiet_libraries
-from aevae.ownership import end_with_parent
 
 EXIT_USER_ERROR = 2
 TRACEBACK_VARIABLE = "AEVAE_TRACEBACK"  # set (to 1): a failing stage shows the full traceback, not one line
@@ -76,8 +82,6 @@ def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
     sys.argv[1:] = args = expand_override_files(sys.argv[1:])
     if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:
         check_overrides(conf_dir, config_name, [arg for arg in args if not arg.startswith("-")])
-
-    end_with_parent()
 
     def task(cfg: DictConfig) -> Any:
         try:

@@ -34,6 +34,7 @@ from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 from torch import Tensor
 
 from aevae import tracking
+from aevae.checkpoints import read_checkpoint
 from aevae.errors import ConfigError, DataError
 from aevae.evaluation.batches import map_batches
 from aevae.io import save_tensors
@@ -57,7 +58,7 @@ class TrainedModel:
         from aevae.models import load_model  # Lightning: only once a model is opened
         from aevae.models.classifier import load_classifier
 
-        hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+        hparams = read_checkpoint(checkpoint)["hyper_parameters"]  # DataError naming an unreadable one
         self.kind = "classifier" if "classifier" in hparams else "autoencoder"
         self.module = load_classifier(checkpoint) if self.kind == "classifier" else load_model(checkpoint)
         self.image_shape = tuple(hparams["image_shape"])

@@ -27,6 +27,7 @@ CHOICES = ("model", "net")  # entry keys that choose a config option
 STUDY_WIDE = {"name", "label", "path", "prepared", "split_seed", "val_fraction", "test_fraction", "train_classes", "image_size", "channels", "resize"}
 RESERVED_NAMES = {"classifier", "pca", "pixels", "corrupted"}  # folders and report columns of their own
 NAME = re.compile(r"[a-z][a-z0-9_]*")
+SEED_RANGE = range(2**32)  # what NumPy's and Lightning's seeding take (Lightning would quietly use 0 instead)
 
 
 @dataclass
@@ -41,12 +42,12 @@ class StudyData:
     channels: Optional[int] = MISSING
     resize: ResizeFilter = MISSING
 
-    def overrides(self) -> list[str]:
-        """The prepare stage's data overrides."""
+    def overrides(self) -> list[tuple[str, str, Any]]:
+        """The prepare stage's data overrides: (config key, params.yaml key, value) each."""
         keys = {"split_seed": self.split_seed, "image_size": self.image_size, "channels": self.channels, "resize": self.resize.value}
         if self.name.reads_path:
             keys = {"path": self.path, **keys}
-        return [f"data={self.name.value}", *(f"data.{key}={override_value(value)}" for key, value in keys.items())]
+        return [("data", "data.name", self.name.value), *((f"data.{key}", f"data.{key}", value) for key, value in keys.items())]
 
 
 @dataclass
@@ -131,6 +132,9 @@ def load(path: str | Path) -> StudyParams:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
         raise ConfigError(f"params.yaml {key}: {str(exc).splitlines()[0]}") from exc
+    for where, seed in (("seed", params.seed), ("data.split_seed", params.data.split_seed)):
+        if seed not in SEED_RANGE:
+            raise ConfigError(f"params.yaml {where}: must be in 0..{SEED_RANGE[-1]}, got {seed}")
     for name, entry in params.models.items():
         if not NAME.fullmatch(name) or name in RESERVED_NAMES:
             raise ConfigError(f"params.yaml models.{name}: a model's name is lower-case letters, digits and _ and not one of {', '.join(sorted(RESERVED_NAMES))}")

@@ -163,17 +163,24 @@ class Run:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def take_over(self, interrupted: str | None, history: list[Mapping[str, float]]) -> None:
-        """Continue an interrupted training's run: log the epochs its checkpoint has done (one
-        point per epoch and metric, at the step Lightning logged it), tag where they came from,
-        and delete the interrupted run, which may hold epochs past the checkpoint (soft delete:
-        `mlflow.MlflowClient().restore_run` brings it back)."""
+        """Continue an interrupted training's run: log the epochs its checkpoint has done, each
+        point at the step the interrupted run had it, once (that run's points up to the
+        checkpoint's last step, per-step ones included; an epoch it lacks, from the checkpoint's
+        `history`), tag where they came from, and delete the interrupted run, which may hold
+        epochs past the checkpoint (soft delete: `mlflow.MlflowClient().restore_run` brings it back)."""
         if not self.client or not (interrupted or history):
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        last = int(history[-1]["step"]) - 1 if history else -1  # Lightning logs an epoch's metrics at its last batch's step
+        copied = self.points_until(interrupted, last) if interrupted and interrupted != self.run_id else []
+        points = [Metric(point.key, point.value, point.timestamp, point.step) for point in copied]
+        have = {(point.key, point.step) for point in points}
         logged_as = {"train/loss": "train/loss_epoch"}  # the history drops the `_epoch` Lightning logs it with
-        points = [Metric(logged_as.get(name, name), float(value), now, int(row["step"])) for row in history for name, value in row.items() if name != "step"]
+        for row in history:
+            step = int(row["step"]) - 1
+            points += [Metric(logged_as.get(name, name), float(value), now, step) for name, value in row.items() if name != "step" and (logged_as.get(name, name), step) not in have]
         for start in range(0, len(points), 1000):  # MLflow takes at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=points[start : start + 1000])
         if interrupted and interrupted != self.run_id:
@@ -182,6 +189,14 @@ class Run:
                 self.client.delete_run(interrupted)
             except Exception:  # noqa: BLE001 - already deleted, or in another store: nothing to take over
                 pass
+
+    def points_until(self, run_id: str, last: int) -> list[Any]:
+        """Every metric point of run `run_id` at a step up to `last` (none when it is not in this store)."""
+        try:
+            names = self.client.get_run(run_id).data.metrics
+            return [point for name in names for point in self.client.get_metric_history(run_id, name) if point.step <= last]
+        except Exception:  # noqa: BLE001 - deleted for good, or in another store: the history stands in
+            return []
 
     def parent(self) -> "Run":
         """The run this one is nested under (a no-op run when there is none)."""
@@ -216,6 +231,14 @@ def connect(logger_cfg: Any, root: Path) -> tuple[Any, str, str]:
     return client, experiment_id(client, logger_cfg.experiment_name, uri), uri
 
 
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost exception behind `exc`: the database's own short reason
+    (`attempt to write a readonly database`), not the layers' text wrapped around it."""
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
 @contextmanager
 def open_run(
     logger_cfg: Any,
@@ -241,7 +264,7 @@ def open_run(
         raise
     except Exception as exc:  # noqa: BLE001 - a read-only, locked or broken store: one line naming it
         where = tracking_uri(logger_cfg.tracking_uri, root)
-        raise TrackingError(f"MLflow store {where}: cannot record runs ({str(exc).splitlines()[0][:200]}); make it writable, end the process that locks it, or set logger.tracking_uri") from exc
+        raise TrackingError(f"MLflow store {where}: cannot record runs ({root_cause(exc)}); make it writable, end the process that locks it, or set logger.tracking_uri") from exc
     try:
         yield Run(client, run_id, experiment, uri)
     except BaseException:

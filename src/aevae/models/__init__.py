@@ -4,10 +4,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from aevae.errors import DataError
-
+from aevae.checkpoints import read_checkpoint
 from aevae.models.ae import Autoencoder
 from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.ssvae import SemiSupervisedVAE, SSVAEConfig
@@ -24,13 +21,8 @@ def build_model(model_cfg: Mapping[str, Any], net_cfg: Mapping[str, Any], image_
 def load_model(checkpoint: str | Path, map_location: Any = "cpu") -> BaseAutoencoder:
     """A trained model from a Lightning checkpoint (read with weights_only=True: nothing in the
     file is executed), in eval mode; DataError naming the file when it cannot be read."""
-    try:
-        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-        hparams = state["hyper_parameters"]
-    except FileNotFoundError as exc:
-        raise DataError(f"{checkpoint}: checkpoint not found (train the model first)") from exc
-    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a checkpoint: never retried without weights_only
-        raise DataError(f"{checkpoint}: not a readable checkpoint (truncated, corrupt or not written by aevae); train it again") from exc
+    state = read_checkpoint(checkpoint, map_location)
+    hparams = state["hyper_parameters"]
     model = build_model(hparams["model"], hparams["net"], hparams["image_shape"])
     model.load_state_dict(state["state_dict"])
     return model.to(map_location).eval()

@@ -53,53 +53,62 @@ def compose_checked(config_name: str, overrides: list[str], origin: Callable[[st
     return cfg
 
 
+Item = str | tuple[str, str, Any]  # an override as is, or (config key, params.yaml key, value)
+
+
+def with_origins(items: list[Item], origin: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The overrides of `items`, and for each config key set from params.yaml the key there
+    (added to `origin`), so that an error names the key the user wrote."""
+    origin = {} if origin is None else origin
+    overrides = []
+    for item in items:
+        if isinstance(item, str):
+            overrides.append(item)
+        else:
+            key, where, value = item
+            origin[key] = where
+            overrides.append(f"{key}={study.override_value(value)}")
+    return overrides, origin
+
+
 def training_overrides(params: study.StudyParams, name: str, one_class: bool = False) -> tuple[list[str], dict[str, str]]:
     """The train config's overrides of model `name` (for its one-class models: with the data
     set's `epochs.<data>.anomaly` instead of its own max_epochs), and for each override key the
     params.yaml key it came from."""
     keys = study.entry_keys(params, name)
-    choices = [f"{choice}={study.override_value(keys.pop(choice)[1])}" for choice in study.CHOICES if choice in keys]
-    base = [f"data={params.data.name.value}", f"trainer={params.trainer}", *choices]
-    composed = compose_checked("train", base, lambda key: f"models.{name}.{key}" if key in study.CHOICES else key)
-    origin = {"data": "data.name", "trainer": "trainer", "model": f"models.{name}.model", "net": f"models.{name}.net"}
-    overrides = [*base, f"seed={params.seed}", f"model.label={name}"]
+    choices = [(choice, f"models.{name}.{choice}", keys.pop(choice)[1]) for choice in study.CHOICES if choice in keys]
+    base, origin = with_origins([("data", "data.name", params.data.name.value), ("trainer", "trainer", params.trainer), *choices])
+    composed = compose_checked("train", base, lambda key: origin.get(key, key))
     if one_class:
         data = params.data.name.value
         keys["max_epochs"] = (f"epochs.{data}.anomaly", params.epochs[data].anomaly)
-    for key, (where, value) in keys.items():
-        target = f"{study.section_of(key, composed, where, name)}.{key}"
-        overrides.append(f"{target}={study.override_value(value)}")
-        origin[target] = where
-    return overrides, origin
+    entry = [(f"{study.section_of(key, composed, where, name)}.{key}", where, value) for key, (where, value) in keys.items()]
+    overrides, origin = with_origins([("seed", "seed", params.seed), ("model.label", f"models.{name}", name), *entry], origin)
+    return base + overrides, origin
 
 
 def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tuple[str, list[str]]]:
-    """`<stage>[/<model>]` -> (its entry point's config name, its overrides), every one checked."""
-    data = f"data={params.data.name.value}"
+    """`<stage>[/<model>]` -> (its entry point's config name, its overrides), every one checked
+    (a bad value names the params.yaml key it came from)."""
+    data, seed, pca = ("data", "data.name", params.data.name.value), ("seed", "seed", params.seed), ("pca_components", "pca_components", params.pca_components)
     checkpoints = [f"+models.{name}={best_checkpoint(Path(models_dir) / name)}" for name in params.models]
-    pca = f"pca_components={study.override_value(params.pca_components)}"
-    stages: dict[str, tuple[str, list[str]]] = {"prepare": ("prepare", params.data.overrides())}
+    stages = {"prepare": ("prepare", *with_origins(params.data.overrides()))}
     for name in params.models:
-        train, origin = training_overrides(params, name)
-        stages[f"train/{name}"] = ("train", train)
-        compose_checked("train", train, lambda key, origin=origin: origin.get(key, key))
+        stages[f"train/{name}"] = ("train", *training_overrides(params, name))
     for name in params.anomaly.models:
         anomaly, origin = training_overrides(params, name, one_class=True)
-        anomaly += [
-            f"normal_classes={study.override_value(params.anomaly.normal_classes)}",
-            f"likelihood.samples={params.anomaly.iw_samples}",
-            pca,
-        ]
-        stages[f"anomaly/{name}"] = ("anomaly", anomaly)
-        compose_checked("anomaly", anomaly, lambda key, origin=origin: origin.get(key, f"anomaly.{key}"))
-    stages["classifier"] = ("classifier", [data, f"trainer={params.trainer}", f"trainer.max_epochs={params.classifier.max_epochs}", f"seed={params.seed}"])
-    stages["evaluate"] = ("evaluate", [data, *checkpoints, f"generation.classifier={best_checkpoint(Path(models_dir) / 'classifier')}", f"likelihood.samples={params.evaluate.iw_samples}", pca, f"seed={params.seed}"])
-    stages["probe"] = ("probe", [data, *checkpoints, f"labels_per_class={study.override_value(params.probe.labels_per_class)}", f"repeats={params.probe.repeats}", pca, f"seed={params.seed}"])
-    stages["report"] = ("report", [f"dataset={params.data.name.value}", f"models={study.override_value(list(params.models))}", f"one_class_models={study.override_value(params.anomaly.models)}"])
-    for name in ("prepare", "classifier", "evaluate", "probe", "report"):
-        config_name, overrides = stages[name]
-        compose_checked(config_name, overrides, lambda key, name=name: f"{name}.{key}" if name in ("classifier", "evaluate", "probe") else key)
-    return stages
+        one_class = [("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), pca]
+        stages[f"anomaly/{name}"] = ("anomaly", anomaly + with_origins(one_class, origin)[0], origin)
+    others: dict[str, list[Item]] = {
+        "classifier": [data, ("trainer", "trainer", params.trainer), ("trainer.max_epochs", "classifier.max_epochs", params.classifier.max_epochs), seed],
+        "evaluate": [data, *checkpoints, f"generation.classifier={best_checkpoint(Path(models_dir) / 'classifier')}", ("likelihood.samples", "evaluate.iw_samples", params.evaluate.iw_samples), pca, seed],
+        "probe": [data, *checkpoints, ("labels_per_class", "probe.labels_per_class", params.probe.labels_per_class), ("repeats", "probe.repeats", params.probe.repeats), pca, seed],
+        "report": [("dataset", "data.name", params.data.name.value), ("models", "models", list(params.models)), ("one_class_models", "anomaly.models", params.anomaly.models)],
+    }
+    stages |= {name: (name, *with_origins(items)) for name, items in others.items()}
+    for config_name, overrides, origin in stages.values():
+        compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key))
+    return {stage: (config_name, overrides) for stage, (config_name, overrides, _) in stages.items()}
 
 
 def md5(path: Path) -> str:

@@ -3,6 +3,7 @@ applied to new images; one result per image (see `aevae.mlflow_model`) written t
 and matplotlib (which reads PNG files) are imported when the stage runs, not when it starts."""
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,16 @@ def read_images(path: Path) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"images: expected an .npy or .npz file or a folder of PNG files, got {path}")
     try:
         with open(path, "rb") as file:
-            loaded = np.load(file, allow_pickle=False)
+            loaded = np.load(file, allow_pickle=False)  # never anything that runs code
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 keys = list(loaded.keys())
                 if len(keys) != 1 and ARRAY_KEY not in keys:
                     raise DataError(f"images: {path} holds {', '.join(keys) or 'no arrays'}; name the images' array {ARRAY_KEY!r}")
                 loaded = loaded[ARRAY_KEY if ARRAY_KEY in keys else keys[0]]
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"images: cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"images: cannot read {path}: {exc.strerror or exc}") from exc
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:  # numpy's text would suggest allow_pickle
+        raise DataError(f"images: {path} is not a readable {path.suffix} array of numbers (truncated, corrupt, or holding Python objects); write it with numpy.save or numpy.savez") from exc
     return loaded, [str(index) for index in range(loaded.shape[0] if loaded.ndim else 0)]
 
 
@@ -77,8 +80,8 @@ def run(cfg: Any) -> dict[str, float]:
     from aevae.mlflow_model import open_model
 
     validate(cfg)
-    model = open_model(cfg.model_uri, tracking.tracking_uri(cfg.tracking_uri, project_root()))
     images, names = read_images(Path(cfg.images))
+    model = open_model(cfg.model_uri, tracking.tracking_uri(cfg.tracking_uri, project_root()))
     if images.ndim == len(model.image_shape) and model.image_shape[0] == 1:  # (N, H, W) for one channel
         images = images[:, None]
     result = cfg.result or model.results[0]

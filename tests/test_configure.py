@@ -1,0 +1,59 @@
+"""The configure stage names the `params.yaml` key a bad value was written at, for every numeric
+key of every stage (not the entry point's key it becomes: `evaluate.iw_samples`, not
+`likelihood.samples`)."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from aevae import study
+from aevae.errors import ConfigError
+from aevae.stages.configure import stage_overrides
+from conftest import CONF_DIR, REPO_ROOT, set_params
+
+ONE_MODEL = {"models": {"vae": {"model": "vae", "net": "mlp", "latent_dim": 4}}, "anomaly.models": ["vae"]}  # fewer configs to compose
+BAD_VALUES = [
+    ("seed", -1),
+    ("data.split_seed", 2**32),
+    ("pca_components", -3),
+    ("epochs.mnist.train", 0),
+    ("epochs.mnist.anomaly", 0),
+    ("train.batch_size", 0),
+    ("models.vae.latent_dim", 0),
+    ("models.vae.lr", -1.0),
+    ("classifier.max_epochs", 0),
+    ("evaluate.iw_samples", 0),
+    ("anomaly.normal_classes", [11]),
+    ("anomaly.iw_samples", -5),
+    ("probe.labels_per_class", [0]),
+    ("probe.repeats", 0),
+]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("key, value", BAD_VALUES, ids=[key for key, _ in BAD_VALUES])
+def test_a_bad_number_in_params_names_its_params_key(tmp_path, key, value):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "params.yaml").read_text())
+    set_params(params, {**copy.deepcopy(ONE_MODEL), key: value})
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        HydraConfig.instance().set_config(compose("configure", return_hydra_config=True, overrides=[f"hydra.runtime.output_dir={tmp_path}"]))
+        with pytest.raises(ConfigError) as error:
+            stage_overrides(study.load(params), str(tmp_path / "models"))
+    assert str(error.value).startswith(f"params.yaml {key}: "), error.value
+
+
+def test_the_configure_entry_point_names_evaluate_iw_samples(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "params.yaml").read_text())
+    set_params(params, {"evaluate.iw_samples": 0})
+    result = subprocess.run(
+        [sys.executable, "pipelines/configure.py", f"params={params}", f"models_dir={tmp_path / 'models'}", f"output_dir={tmp_path / 'overrides'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip() == "error: params.yaml evaluate.iw_samples: must be >= 1, got 0", result.stderr[-3000:]
+    assert not (tmp_path / "overrides").exists()
