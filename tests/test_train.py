@@ -72,7 +72,7 @@ def test_train_on_mnist(make_config, tracking_uri, tmp_path, mnist_root, model, 
 
 
 def test_training_improves_the_elbo(make_config):
-    cfg = make_config(["trainer.max_epochs=3", "trainer.enable_progress_bar=false", "logger=none", "data.binarize=static"])
+    cfg = make_config(["trainer.max_epochs=3", "trainer.progress=none", "logger=none", "data.binarize=static"])
     train(cfg)
     history = (cfg.output_dir + "/history.csv")
     rows = [line.split(",") for line in open(history).read().splitlines()]
