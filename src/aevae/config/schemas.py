@@ -133,7 +133,7 @@ class TrainConfig:
     output_dir: str = MISSING
     stage: str = MISSING  # recorded in MLflow tags and run names
     objective: str = MISSING  # the metric returned to a Hydra sweeper
-    compile: bool = MISSING  # torch.compile the model
+    compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
 
     def __post_init__(self) -> None:
         from aevae.models import MODELS  # the LightningModules: imported by a stage that trains

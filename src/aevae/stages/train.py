@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from omegaconf import OmegaConf
 
 from aevae import resume, tracking
@@ -81,7 +80,9 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
             trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks, name)
             if owner:
                 resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False, label=cfg.model.label)
-            trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
+            if cfg.compile:
+                model.compile_loss()
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
             trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
             if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
                 trainer.validate(model, datamodule=datamodule, verbose=False)
