@@ -5,12 +5,13 @@ CPU computes bf16 natively."""
 import re
 import subprocess
 import sys
+import time
 
 import lightning as L
 import pytest
 
 from aevae.devices import native_bf16, resolve_precision
-from aevae.progress import ProgressLines
+from aevae.progress import ProgressLines, announce
 from aevae.stages.train import build_trainer
 from aevae.stages.train import run as train
 from conftest import REPO_ROOT
@@ -94,3 +95,12 @@ def test_precision_reaches_the_trainer(make_config, tmp_path):
     fp32, bf16 = metrics["32-true"], metrics["bf16-mixed"]
     assert fp32["val/loss"] != bf16["val/loss"] and abs(fp32["val/loss"] - bf16["val/loss"]) < 0.05 * fp32["val/loss"]
 
+
+
+@pytest.mark.fast
+def test_announce_counts_the_models_a_stage_trains_in_turn(capsys):
+    started = time.monotonic() - 20.0  # two of five done in 20 s
+    announce("lines", "anomaly/ae class", 3, 5, started)
+    announce("none", "anomaly/ae class", 4, 5, started)
+    announce("lines", "anomaly/ae class", 1, 5, time.monotonic())
+    assert capsys.readouterr().out.splitlines() == ["anomaly/ae class 3/5 eta 30s", "anomaly/ae class 1/5 eta ?"]
