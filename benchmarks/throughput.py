@@ -19,7 +19,8 @@ Three ways to train the same network with the same optimizer and batch size on M
 The training is the study's: model `--model` of `params.yaml` with the overrides that the
 configure stage writes for its train stage (batch size, learning rate and schedule, model and
 net), on MNIST. Each variant runs `--warmup` untimed epochs (compilation happens there), then
-`--epochs` timed ones; the table shows the median. Evaluation throughput is `score_anomaly` and
+`--epochs` timed ones, the variants' epochs alternating (round r runs epoch r of each); the
+table shows the median. Evaluation throughput is `score_anomaly` and
 `loss_terms` over the test split in `data.eval_batch_size` batches under `torch.no_grad`, in
 each dtype.
 
@@ -218,12 +219,20 @@ def shuffled_batches(images: torch.Tensor, batch_size: int, seed: int, epoch: in
     return (shuffled[start : start + batch_size] for start in range(0, len(shuffled), batch_size))
 
 
-def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> list[float]:
-    """Epoch durations of a hand-written loop: `loss_terms`, backward, the model's Adam and per-epoch schedule."""
+def lightning_epochs(cfg: DictConfig, model: torch.nn.Module, epochs: int, device: torch.device, **data) -> Iterator[float]:
+    """The duration of each of `epochs` epochs of `fit_lightning`, one a step (a Trainer each:
+    epochs of several variants can then alternate)."""
+    for _ in range(epochs):
+        yield fit_lightning(cfg, model, 1, device, **data)[0]
+
+
+def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> Iterator[float]:
+    """The duration of each epoch of a hand-written loop, one a step: `loss_terms`, backward, the
+    model's Adam and per-epoch schedule."""
     optimizer = model.optimizer()  # the Adam of configure_optimizers
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(model.cfg.lr_schedule), epochs))
     model.train()
-    dtype, durations = compute_dtype(cfg), []
+    dtype = compute_dtype(cfg)
     for epoch in range(epochs):
         start = clock(device)
         for x in shuffled_batches(images, cfg.data.batch_size, cfg.seed, epoch):
@@ -233,8 +242,7 @@ def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epo
             loss.backward()
             optimizer.step()
         schedule.step()
-        durations.append(clock(device) - start)
-    return durations
+        yield clock(device) - start
 
 
 @torch.no_grad()
@@ -273,18 +281,24 @@ def main() -> None:
     test_x = prepared.tensors["test"][0].to(device)
     total = args.warmup + args.epochs
 
-    runs: dict[tuple[str, str], list[float]] = {}  # (path, variant): epoch durations
+    variants: dict[tuple[str, str], Iterator[float]] = {}  # (path, variant): its epochs, one a step
     for path in paths:
         path_cfg = on_path(cfg, path)
         data = InMemoryDataModule(splits, path_cfg.data, seed=path_cfg.seed)
-        runs[path, "(a) aevae"] = fit_lightning(path_cfg, as_trained(path_cfg, fresh_model(path_cfg, splits, device)), total, device, datamodule=data)
-        runs[path, "(b) plain"] = fit_plain(path_cfg, as_trained(path_cfg, fresh_model(path_cfg, splits, device)), train_x, total, device)
+        variants[path, "(a) aevae"] = lightning_epochs(path_cfg, as_trained(path_cfg, fresh_model(path_cfg, splits, device)), total, device, datamodule=data)
+        variants[path, "(b) plain"] = fit_plain(path_cfg, as_trained(path_cfg, fresh_model(path_cfg, splits, device)), train_x, total, device)
     configured = next((path for path in paths if PATHS[path] == (str(cfg.trainer.precision), bool(cfg.compile))), None)
     if configured:
-        runs[configured, "(c) dataloader"] = fit_lightning(
+        variants[configured, "(c) dataloader"] = lightning_epochs(
             cfg, as_trained(cfg, fresh_model(cfg, splits, device)), total, device,
             train_dataloaders=DataLoader(TensorDataset(train_x, train_y), batch_size=cfg.data.batch_size, shuffle=True),
         )
+    # the variants' epochs alternate (round r: epoch r of each), so that a load that comes and goes
+    # on a shared machine slows them alike, and their ratios hold where the absolute figures do not
+    runs: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
+    for _ in range(total):
+        for key, epochs in variants.items():
+            runs[key].append(next(epochs))
 
     model = fresh_model(cfg, splits, device).eval()  # untrained: the speed does not depend on the weights
     evals = {"score_anomaly": model.score_anomaly, "loss_terms": lambda x: model.loss_terms(x, x)}
