@@ -104,3 +104,15 @@ def test_announce_counts_the_models_a_stage_trains_in_turn(capsys):
     announce("none", "anomaly/ae class", 4, 5, started)
     announce("lines", "anomaly/ae class", 1, 5, time.monotonic())
     assert capsys.readouterr().out.splitlines() == ["anomaly/ae class 3/5 eta 30s", "anomaly/ae class 1/5 eta ?"]
+
+
+def test_a_bad_precision_in_params_yaml_is_refused_in_one_line(tmp_path):
+    params = (REPO_ROOT / "params.yaml").read_text().replace("  lr_schedule: cosine\n", "  lr_schedule: cosine\n  precision: fp8\n")
+    assert "precision: fp8" in params
+    (tmp_path / "params.yaml").write_text(params)
+    result = subprocess.run(
+        [sys.executable, "pipelines/configure.py", f"params={tmp_path / 'params.yaml'}", "models_dir=models", f"output_dir={tmp_path / 'overrides'}", f"hydra.run.dir={tmp_path / 'h'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == ["error: params.yaml train.precision: unknown precision 'fp8'; expected one of auto, 32-true, bf16-mixed, bf16-true, 16-mixed, 16-true, 64-true"]
+    assert not (tmp_path / "overrides").exists()
