@@ -2,6 +2,7 @@
 (`trainer.precision`): lines when stdout is not a terminal, quiet with `none`, fp32 unless the
 CPU computes bf16 natively."""
 
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,29 @@ def test_a_training_whose_output_is_not_a_terminal_prints_lines(tmp_path):
     assert [(m["name"], m["epoch"], m["epochs"], m["metric"]) for m in lines][0] == ("train/vae", "1", "3", "val/loss")
     assert lines[-1]["epoch"] == "3" and lines[-1]["eta"] == "0s"
     assert "\r" not in result.stdout and "\x1b[" not in result.stdout  # no live bar's redraws or colours
+
+
+def test_a_training_on_a_terminal_shows_a_live_bar(tmp_path):
+    """stdout a pseudo-terminal: Lightning's rich bar (epoch, step, time left, loss), redrawn in place."""
+    master, terminal = os.openpty()
+    args = [sys.executable, "pipelines/train.py", *SMALL, "trainer.max_epochs=2", "logger=none", f"output_dir={tmp_path}/out", f"hydra.run.dir={tmp_path}/h"]
+    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=terminal, stderr=subprocess.PIPE, env=os.environ | {"TERM": "xterm", "COLUMNS": "120"})
+    os.close(terminal)
+    shown = b""
+    while chunk := read_some(master):
+        shown += chunk
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    text = shown.decode(errors="replace")
+    assert "Epoch 1/1" in text and "18/18" in text and "\x1b[" in text and "val/loss" in text and "train/loss_step" in text
+    assert not progress_lines(text.replace("\r", "\n"))
+
+
+def read_some(fd: int) -> bytes:
+    """What a pseudo-terminal's writer has written since (empty once it has closed)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed
+        return b""
 
 
 def test_progress_none_is_quiet(make_config, capsys):
