@@ -42,7 +42,7 @@ def evaluate(trainer_name: str, checkpoint: Path, stage: str):
     """Run `stage` ("test" or "validate") on `checkpoint` with the trainer config `trainer_name`."""
     cfg = compose_train([f"trainer={trainer_name}", *ANOMALY, "logger=none"], checkpoint.parent)
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
-    trainer = build_trainer(cfg.trainer, cfg.output_dir, logger=False, callbacks=[])
+    trainer = build_trainer(cfg.trainer, cfg.output_dir, logger=False, callbacks=[], name=stage)
     return getattr(trainer, stage)(load_model(checkpoint), datamodule=datamodule, verbose=False)[0]
 
 
