@@ -1,5 +1,6 @@
 """A `dvc repro`'s parent run spans its stages, and `make repro` ends with each stage's wall time
-read from the stages' runs (a real SQLite MLflow store)."""
+read from the stages' runs (a real SQLite MLflow store). No training, but MLflow's store and a
+second process: about 20 s, outside the fast lane."""
 
 import os
 import subprocess
@@ -7,14 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from aevae.timings import stage_times
 from aevae.tracking import GROUP_TAG, ROLE_TAG, open_run, repro_group
-
-# no training, but MLflow's store and a second process: ~20 s, outside the fast lane
 
 
 def test_the_group_parent_spans_its_runs_and_the_table_shows_each(tmp_path, tracking_uri, monkeypatch):
