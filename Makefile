@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-repro: setup
-	$(VENV)/bin/dvc repro
+repro: setup  # then each stage's wall time, from its MLflow run (aevae.timings)
+	$(VENV)/bin/dvc repro; status=$$?; $(PY) -m aevae.timings; exit $$status
 
 reference: setup  # the reference study (studies/reference): published numbers beside ours
 	$(VENV)/bin/dvc repro studies/reference/dvc.yaml

@@ -31,7 +31,7 @@ def timed_training(workdir: Path, run: int, epochs: int) -> float:
     """Seconds of one `train.run` of a digits VAE logging to the store under `workdir`."""
     overrides = [
         f"trainer.max_epochs={epochs}",
-        "trainer.enable_progress_bar=false",
+        "trainer.progress=none",
         f"logger.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
         f"output_dir={workdir / f'run_{run}'}",
     ]

@@ -9,7 +9,7 @@ from conftest import REPO_ROOT
 
 
 def test_throughput_benchmark_trains_as_the_study_and_prints_its_fraction_of_the_gemm_peak(tmp_path):
-    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--epochs", "1", "--train-limit", "256", "--gemm-size", "256", "net.hidden_dims=[32]"]
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--epochs", "1", "--train-limit", "256", "--gemm-size", "256", "--paths", "fp32,bf16", "net.hidden_dims=[32]"]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -18,6 +18,9 @@ def test_throughput_benchmark_trains_as_the_study_and_prints_its_fraction_of_the
     assert "training step 0.310 (3 x its forward)" in result.stdout
     assert "GEMM peak (256x256 torch.mm): fp32 " in result.stdout and "of peak" in result.stdout
     assert "(a) aevae" in result.stdout and "a/b = " in result.stdout and "a/c = " in result.stdout
+    rows = {tuple(line.split()[:3]) for line in result.stdout.splitlines()}
+    assert {("fp32", "(a)", "aevae"), ("fp32", "(b)", "plain"), ("bf16", "(a)", "aevae"), ("bf16", "(b)", "plain"), ("bf16", "a/b", "=")} <= rows
+    assert "GEMM peak (256x256 torch.mm): fp32 " in result.stdout and ", bf16 " in result.stdout  # each path against the peak in its dtype
     assert list(tmp_path.iterdir()) == []  # writes nothing
 
 

@@ -19,7 +19,7 @@ from conftest import CONF_DIR
 def classifier_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("classifier")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("classifier", ["logger=none", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"])
+        cfg = compose("classifier", ["logger=none", "trainer.max_epochs=3", "trainer.progress=none"])
     with open_dict(cfg):
         cfg.output_dir = str(out)
     return out, train_classifier(cfg)

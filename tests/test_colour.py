@@ -69,7 +69,7 @@ def colour(tmp_path_factory):
     data = [f"data.prepared={prepared}"]
     for model in ("vae", "ae"):
         train(config("train", [*BRIEF, *CONV, *data, f"model={model}", *TRAINING], root / model))
-    classifier = train_classifier(config("classifier", ["logger=none", "trainer.max_epochs=3", "trainer.enable_progress_bar=false", *data], root / "classifier"))
+    classifier = train_classifier(config("classifier", ["logger=none", "trainer.max_epochs=3", "trainer.progress=none", *data], root / "classifier"))
     return root, prepared, classifier
 
 
@@ -137,7 +137,7 @@ def test_unlabelled_stages_skip_with_one_line(colour, tmp_path, caplog):
     data = [f"data.prepared={prepared}"]
     train(config("train", [*BRIEF, *data, "model=vae", "net.hidden_dims=[32]", "trainer.max_epochs=1"], tmp_path / "vae"))
     caplog.set_level(logging.WARNING)
-    assert train_classifier(config("classifier", ["logger=none", "trainer.enable_progress_bar=false", *data], tmp_path / "classifier")) == {}
+    assert train_classifier(config("classifier", ["logger=none", "trainer.progress=none", *data], tmp_path / "classifier")) == {}
     assert json.loads((tmp_path / "classifier" / "metrics.json").read_text()) == {}
     models = [f"+models.vae={tmp_path / 'vae' / 'checkpoints' / 'best.ckpt'}"]
     assert probe(config("probe", ["logger=none", *data, *models], tmp_path / "probe")) == {}

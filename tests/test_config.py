@@ -93,6 +93,8 @@ def test_invalid_value_names_the_key(make_config, override, key):
         ("train", "net=foo", "Available options in 'net': conv, mlp"),
         ("train", "model.likelihood=poisson", "poisson"),  # bad choice of an Enum field
         ("train", "+model.foo=1", "foo"),  # appended unknown key
+        pytest.param("train", "trainer.precision=fp8", "trainer.precision: unknown precision 'fp8'", marks=pytest.mark.fast),
+        ("train", "trainer.progress=loud", "loud"),
         ("anomaly", "model.latnt_dim=3", "latnt_dim"),
         ("anomaly", "roc_points=abc", "roc_points=abc"),
         ("anomaly", "normal_classes=[12]", "normal_classes"),

@@ -25,7 +25,7 @@ from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
 EVAL_BATCH = 64  # 359 digits test images: not a multiple of 2 x 64, so the ranks' last batches differ
-ANOMALY = ["model=ae", "data.train_classes=[0]", f"data.eval_batch_size={EVAL_BATCH}", "trainer.enable_progress_bar=false"]
+ANOMALY = ["model=ae", "data.train_classes=[0]", f"data.eval_batch_size={EVAL_BATCH}", "trainer.progress=none"]
 # a real DDP training from the command line: 3 steps per epoch, the whole val split each epoch
 CLI_TINY = ["trainer=ddp_cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=3", *TINY[1:], *ANOMALY]
 
@@ -42,7 +42,7 @@ def evaluate(trainer_name: str, checkpoint: Path, stage: str):
     """Run `stage` ("test" or "validate") on `checkpoint` with the trainer config `trainer_name`."""
     cfg = compose_train([f"trainer={trainer_name}", *ANOMALY, "logger=none"], checkpoint.parent)
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
-    trainer = build_trainer(cfg.trainer, cfg.output_dir, logger=False, callbacks=[])
+    trainer = build_trainer(cfg.trainer, cfg.output_dir, logger=False, callbacks=[], name=stage)
     return getattr(trainer, stage)(load_model(checkpoint), datamodule=datamodule, verbose=False)[0]
 
 

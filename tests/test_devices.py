@@ -42,7 +42,7 @@ def test_a_gpu_without_cuda_is_one_line_and_exit_2(args, key, tmp_path):
 
 def train_and_evaluate(tmp_path, precision: str) -> dict[str, float]:
     run = tmp_path / precision
-    common = ["model=vae", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"]
+    common = ["model=vae", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=3", "trainer.progress=none"]
     assert cli(["pipelines/train.py", *common], run).returncode == 0
     checkpoint = run / "out" / "checkpoints" / "best.ckpt"
     evaluated = run / "evaluated"

@@ -21,7 +21,7 @@ from aevae.models import MODELS, Autoencoder
 from aevae.stages.train import run as train
 from conftest import REPO_ROOT
 
-SLOW_ENOUGH_TO_KILL = ["data.batch_size=16", "net.hidden_dims=[64]", "trainer.max_epochs=4", "trainer.enable_progress_bar=false"]
+SLOW_ENOUGH_TO_KILL = ["data.batch_size=16", "net.hidden_dims=[64]", "trainer.max_epochs=4", "trainer.progress=none"]
 
 
 def train_command(output_dir: Path, tracking_uri: str) -> list[str]:
@@ -87,7 +87,7 @@ class NaNAfterFirstEpoch(Autoencoder):
 
 def test_non_finite_loss_stops_with_the_step_keeps_the_checkpoint_and_fails_the_run(make_config, tracking_uri, monkeypatch, tmp_path):
     monkeypatch.setitem(MODELS, "nan_ae", NaNAfterFirstEpoch)
-    cfg = make_config(["model=ae", "model.name=nan_ae", "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "net.hidden_dims=[16]"])
+    cfg = make_config(["model=ae", "model.name=nan_ae", "trainer.max_epochs=3", "trainer.progress=none", "net.hidden_dims=[16]"])
     with pytest.raises(TrainingError, match=r"non-finite loss at step 18 \(epoch 1\): loss=nan, recon=[\d.]+"):
         train(cfg)
     checkpoint = torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -101,7 +101,7 @@ def test_same_seed_gives_identical_metrics_files(tmp_path):
     outputs = []
     for name in ("first", "second"):
         subprocess.run(
-            [sys.executable, "pipelines/train.py", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false",
+            [sys.executable, "pipelines/train.py", "trainer.max_epochs=2", "logger=none", "trainer.progress=none",
              f"output_dir={tmp_path / name}", f"hydra.run.dir={tmp_path / name}"],
             cwd=REPO_ROOT, check=True, capture_output=True, timeout=300,
         )

@@ -20,6 +20,9 @@ VAE_BRANCH = {"configure", "train@vae", "anomaly@vae", "evaluate", "probe", "rep
 MODELS = ("ae", "dae", "vae", "beta_vae")
 # what DVC itself prints around the stages' own lines
 DVC_LINES = ("Running stage", "> ", "Updating lock file", "To track the changes", "To enable auto staging", "\tgit add", "\tdvc config", "Use `dvc push`")
+# a training's progress under `dvc repro` (stdout not a terminal): `train/vae epoch 3/3 val/loss 109.3 eta 0s`
+PROGRESS = re.compile(r"^(?P<run>\S+) epoch (?P<epoch>\d+)/(?P<epochs>\d+)( step \d+/\d+)?( \S+ \S+)? eta \S+$")
+ITEM = re.compile(r"^\S+ \w+ \d+/\d+ eta \S+$")  # a stage's models trained in turn: `anomaly/ae class 3/10 eta 4m10s`
 
 
 def stages_run(output: str) -> set[str]:
@@ -53,8 +56,12 @@ def test_repro_runs_every_stage_and_writes_the_report(study):
 
 
 @pytest.mark.slow
-def test_repro_prints_one_line_per_stage(study):
-    own = [line for line in study.output.splitlines() if line.strip() and not line.startswith(DVC_LINES)]
+def test_repro_prints_one_line_per_stage_and_the_progress_of_every_training(study):
+    progress = [match for line in study.output.splitlines() if (match := PROGRESS.match(line))]
+    trainings = {f"train/{m}" for m in MODELS} | {f"anomaly/{m}/class_{c}" for m in MODELS for c in (0, 1)} | {"classifier"}
+    assert {m["run"] for m in progress} == trainings  # each training's first and last epoch at least
+    assert all(any(m["run"] == run and m["epoch"] == m["epochs"] for m in progress) for run in trainings)
+    own = [line for line in study.output.splitlines() if line.strip() and not line.startswith(DVC_LINES) and not PROGRESS.match(line) and not ITEM.match(line)]
     assert len(own) <= len(stages_run(study.output)) + 1, "\n".join(own)  # + where the report and runs are
     assert any(line.startswith("  outputs: reports/report.md") and "runs table http" in line for line in own)
     assert not any(line.startswith("  outputs: models/") or "class_0 done" in line for line in own)
@@ -70,6 +77,9 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     (pipeline,) = [r for r in runs if r.data.tags.get("aevae.role") == "parent"]
     stage_runs = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id}
     assert set(stage_runs) == {*(f"train/{m}" for m in MODELS), *(f"anomaly/{m}" for m in MODELS), "classifier", "evaluate", "probe", "report"}
+    # the parent spans its stages (not the milliseconds of its creation): MLflow shows the study's time
+    assert pipeline.info.start_time <= min(r.info.start_time for r in stage_runs.values())
+    assert pipeline.info.end_time >= max(r.info.end_time for r in stage_runs.values())
     for label in ("ae", "vae"):
         classes = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs[f"anomaly/{label}"].info.run_id)
         assert classes == [f"anomaly/{label}/class_0", f"anomaly/{label}/class_1"]

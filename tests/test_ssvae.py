@@ -154,7 +154,7 @@ def test_labelled_batches_are_the_probes_subset_and_the_rest_comes_unlabelled(ma
 def trained(tmp_path_factory):
     """An ssvae trained on digits for a few seconds, and a digit classifier to judge its samples."""
     out = tmp_path_factory.mktemp("ssvae")
-    common = ["logger=none", "trainer.enable_progress_bar=false"]
+    common = ["logger=none", "trainer.progress=none"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         model_cfg = compose("train", ["model=ssvae", "trainer.max_epochs=12", "model.latent_dim=4", "model.alpha=1.0", "model.lr=3e-3", "data.batch_size=64", *common])
         judge_cfg = compose("classifier", ["trainer.max_epochs=5", *common])

@@ -53,3 +53,13 @@ def show_warning(message: Warning | str, category: type[Warning], filename: str,
 def one_line_warnings() -> None:
     """Print every warning of this process with `show_warning`."""
     warnings.showwarning = show_warning
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `1m40s`, `2h05m`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

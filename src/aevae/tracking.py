@@ -6,6 +6,7 @@ A process opens each store once (`store_client`), and imports MLflow only when i
 """
 
 import functools
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -74,6 +75,12 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def repro_group(params: Path) -> str:
+    """The run group of a `dvc repro` of the pipeline state: `repro-<commit>-<params.yaml hash>`."""
+    digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
+    return f"repro-{(git_commit() or 'nogit')[:8]}-{digest}"
 
 
 def artifact_location(uri: str) -> str | None:
@@ -253,13 +260,14 @@ def open_run(
 ) -> Iterator[Run]:
     """Open (or, with `run_id`, re-open) an MLflow run named `name`: params logged flattened, the
     tags of `logger_cfg` and `tags` set, nested under `parent` or else under the parent run of
-    `group`. It ends FINISHED, or FAILED on an exception. With `logger.name: none`, a no-op run."""
+    `group`. It ends FINISHED, or FAILED on an exception; the parent run of `group` then ends
+    with it (`span_group`). With `logger.name: none`, a no-op run."""
     if logger_cfg.name == "none":
         yield Run()
         return
     try:
         client, experiment, uri = connect(logger_cfg, root)
-        run_id = start_run(client, experiment, name, params, {**logger_cfg.tags, **(tags or {})}, group, parent, run_id)
+        run_id, group_parent = start_run(client, experiment, name, params, {**logger_cfg.tags, **(tags or {})}, group, parent, run_id)
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - a read-only, locked or broken store: one line naming it
@@ -269,20 +277,32 @@ def open_run(
         yield Run(client, run_id, experiment, uri)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
+        span_group(client, group_parent)
         raise
     client.set_terminated(run_id, status="FINISHED")
+    span_group(client, group_parent)
 
 
-def start_run(client: Any, experiment: str, name: str, params: Mapping[str, Any] | None, all_tags: dict[str, str], group: str | None, parent: str | None, run_id: str | None) -> str:
-    """Create the run (or mark `run_id` running again) with its params and tags; its id."""
+def span_group(client: Any, group_parent: str | None) -> None:
+    """End the parent run of a group now: it starts with its group's first run (it is created
+    then) and ends with the last one, so its duration is the wall time of the group's runs (a
+    `dvc repro`'s stages, one after another)."""
+    if group_parent:
+        client.set_terminated(group_parent, status="FINISHED", end_time=int(time.time() * 1000))
+
+
+def start_run(client: Any, experiment: str, name: str, params: Mapping[str, Any] | None, all_tags: dict[str, str], group: str | None, parent: str | None, run_id: str | None) -> tuple[str, str | None]:
+    """Create the run (or mark `run_id` running again) with its params and tags; its id, and
+    the id of its group's parent run when it is nested under one."""
     from mlflow.entities import Param, RunTag
 
     commit = git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
+    group_parent = group_parent_run(client, experiment, group) if group and not parent else None
     if group:
         all_tags[GROUP_TAG] = group
-        parent = parent or group_parent_run(client, experiment, group)
+        parent = parent or group_parent
     if parent:
         all_tags[PARENT_TAG] = parent
     if run_id is None:
@@ -291,7 +311,7 @@ def start_run(client: Any, experiment: str, name: str, params: Mapping[str, Any]
     else:
         client.update_run(run_id, status="RUNNING")
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
-    return run_id
+    return run_id, group_parent
 
 
 def attach_lightning_logger(run: Run) -> Any:

@@ -52,6 +52,20 @@ class Binarization(StrEnum):
     dynamic = "dynamic"  # a fresh Bernoulli draw each time a training batch is served
 
 
+class Progress(StrEnum):
+    """What a training shows while it runs (`aevae.progress`)."""
+
+    auto = "auto"  # a live bar when stdout is a terminal, else lines
+    bar = "bar"  # Lightning's rich bar: epoch, step, loss, time left
+    lines = "lines"  # one line per epoch, at most one every 15 s: `train/vae epoch 12/80 val/loss 109.3 eta 1m40s`
+    none = "none"
+
+
+# Lightning's precisions, and `auto`: bf16 autocast where the CPU computes bf16 natively
+# (`aevae.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+
+
 class Tracker(StrEnum):
     mlflow = "mlflow"
     none = "none"
@@ -115,7 +129,7 @@ class TrainerConfig:
     devices: int = MISSING  # per node
     num_nodes: int = MISSING
     strategy: str = MISSING
-    precision: str = MISSING
+    precision: str = MISSING  # one of PRECISIONS
     max_epochs: int = MISSING
     max_steps: int = MISSING
     limit_train_batches: Any = MISSING  # null, a number of batches (int) or a fraction (float)
@@ -124,13 +138,14 @@ class TrainerConfig:
     log_every_n_steps: int = MISSING
     gradient_clip_val: Optional[float] = MISSING
     deterministic: bool = MISSING
-    enable_progress_bar: bool = MISSING
+    progress: Progress = MISSING
     enable_model_summary: bool = MISSING
 
     def __post_init__(self) -> None:
         require(self.max_epochs > 0 or self.max_steps > 0, "trainer.max_epochs", "must be > 0")
         require(self.num_nodes > 0, "trainer.num_nodes", f"must be > 0, got {self.num_nodes}")
         require(self.devices > 0, "trainer.devices", f"must be > 0, got {self.devices}")
+        require(self.precision in PRECISIONS, "trainer.precision", f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -156,7 +171,7 @@ class TrainConfig:
     output_dir: str = MISSING
     stage: str = MISSING  # recorded in MLflow tags and run names
     objective: str = MISSING  # the metric returned to a Hydra sweeper
-    compile: bool = MISSING  # torch.compile the model
+    compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
 
     def __post_init__(self) -> None:
         from aevae.models import MODELS  # the LightningModules: imported by a stage that trains

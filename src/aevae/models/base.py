@@ -154,6 +154,12 @@ class BaseAutoencoder(L.LightningModule):
         """Per-sample loss terms (each of shape (B,)) for inputs `x_in` and clean `target`."""
         raise NotImplementedError
 
+    def compile_loss(self) -> None:
+        """`torch.compile` this model's `loss_terms` (the nets and the likelihood: the step's
+        maths) in place; the Lightning hooks and their logging around it stay eager (a compiled
+        module fails inside `log_dict` at batch 512), and the weights keep their checkpoint keys."""
+        self.loss_terms = torch.compile(self.loss_terms)
+
     def training_terms(self, batch: Any) -> dict[str, Tensor]:
         """Per-sample loss terms of a training batch (its inputs corrupted); the mean of 'loss' is
         the step's objective."""

@@ -17,7 +17,7 @@ from aevae.devices import check_accelerator
 from aevae.io import write_json
 from aevae.mlflow_model import log_trained_model
 from aevae.models.classifier import DigitClassifier
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import open_stage_run, params_of, print_summary, run_name
 from aevae.stages.data_facts import has_labels, n_classes, skipped
 from aevae.stages.train import build_trainer
 
@@ -44,7 +44,7 @@ def run(cfg: Any) -> dict[str, float]:
     model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape), n_classes(splits))
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
         checkpoint = RelocatableCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
-        trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint])
+        trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint], run_name(cfg.logger, cfg.stage))
         trainer.fit(model, datamodule=datamodule)
         (tested,) = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)
         metrics = {

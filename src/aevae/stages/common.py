@@ -1,7 +1,6 @@
 """What every stage shares: its MLflow run (name, tags, group, parent), params, and the summary
 it prints at the end."""
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -40,9 +39,7 @@ def run_group(logger_cfg: Any) -> str | None:
     `repro-<commit>-<params.yaml hash>`, so a reproduction's stage runs share one parent."""
     if logger_cfg.group or not os.environ.get("DVC_STAGE"):
         return logger_cfg.group
-    params = Path("params.yaml")  # DVC runs a stage in its experiment's workspace (DVC_ROOT: the parent repo)
-    digest = hashlib.md5(params.read_bytes()).hexdigest()[:8] if params.exists() else "none"
-    return f"repro-{(tracking.git_commit() or 'nogit')[:8]}-{digest}"
+    return tracking.repro_group(Path("params.yaml"))  # DVC runs a stage in its experiment's workspace (DVC_ROOT: the parent repo)
 
 
 def run_name(logger_cfg: Any, stage: str, label: str | None = None) -> str:

@@ -40,6 +40,7 @@ from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm
 from aevae.io import write_json
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
+from aevae.progress import announce
 from aevae.stages import anomaly, classifier, train
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
@@ -218,7 +219,10 @@ def run(cfg: DictConfig) -> Metrics:
     start = time.perf_counter()
     label = f"{cfg.recipe}/{cfg.model.label}"
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=label) as stage_run:
-        per_seed = {seed: TASKS[cfg.task](cfg, seed, stage_run.run_id) for seed in cfg.seeds}
+        per_seed, seeds_started = {}, time.monotonic()
+        for index, seed in enumerate(cfg.seeds, 1):
+            announce(cfg.trainer.progress, f"{cfg.stage}/{label} seed", index, len(cfg.seeds), seeds_started)
+            per_seed[seed] = TASKS[cfg.task](cfg, seed, stage_run.run_id)
         metrics = across_seeds(per_seed)
         output_dir = Path(cfg.output_dir)
         written = [

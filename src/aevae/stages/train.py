@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import OmegaConf
 
 from aevae import resume, tracking
@@ -20,21 +18,26 @@ from aevae.checkpoints import AtomicCheckpointIO
 from aevae.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.devices import check_accelerator
+from aevae.devices import check_accelerator, resolve_precision
 from aevae.mlflow_model import log_trained_model
 from aevae.models import build_model
 from aevae.models.losses import resolve_likelihood
 from aevae.ownership import own_folder
+from aevae.progress import progress_bar
 from aevae.ranks import is_rank_zero
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 
 
-def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback]) -> L.Trainer:
-    """A Lightning Trainer from the `trainer` config node; checkpoints written atomically."""
-    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
-    if kwargs["enable_progress_bar"]:
-        callbacks = [*callbacks, RichProgressBar()]
-    return L.Trainer(**kwargs, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
+def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback], name: str) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` config node, its progress shown under `name`
+    (`trainer.progress`) and its precision resolved (`auto`); checkpoints written atomically."""
+    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True, enum_to_str=True)
+    bar = progress_bar(kwargs.pop("progress"), name)
+    kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
+    return L.Trainer(
+        **kwargs, enable_progress_bar=bar is not None, logger=logger, callbacks=[*callbacks, *([bar] if bar else [])],
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir),
+    )
 
 
 def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
@@ -76,10 +79,13 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
                 ReseedEachEpoch(cfg.seed),
                 FitOutputs(output_dir, config_yaml, fingerprint, mlflow_run.run_id),
             ]
-            trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks)
+            name = run_name(cfg.logger, cfg.stage, cfg.model.label)
+            trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), callbacks, name)
             if owner:
                 resume.record_run(checkpoint_dir, fingerprint, mlflow_run.run_id, finished=False, label=cfg.model.label)
-            trainer.fit(torch.compile(model) if cfg.compile else model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
+            if cfg.compile:
+                model.compile_loss()
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resumable.checkpoint)
             trainer.strategy.barrier()  # rank 0 writes the outputs when fitting ends; every rank decides alike
             if not trainer.strategy.broadcast(metrics_file.exists()):  # resumed after the last epoch: validate to write them
                 trainer.validate(model, datamodule=datamodule, verbose=False)
