@@ -187,10 +187,10 @@ class ProbeConfig:
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
         for name, node in self.detectors.items():
             require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
-        for features in ("pixels", "pca", "latent"):
+        for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
-        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent)]
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
@@ -252,10 +252,10 @@ class EvaluateConfig:
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
         for name, node in self.detectors.items():
             require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
-        for features in ("pixels", "pca", "latent"):
+        for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
-        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent)]
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
@@ -272,6 +272,7 @@ class DetectorFeatures:  # which detectors (names of `detectors`) run on which f
     pixels: list[str] = MISSING  # the flattened images
     pca: list[str] = MISSING  # the projections on the PCA baseline's components
     latent: list[str] = MISSING  # the model's codes (`embed`: a VAE's posterior mean)
+    residual: list[str] = MISSING  # the image minus the model's mean reconstruction
 
 
 @dataclass
@@ -280,7 +281,7 @@ class AnomalyConfig(TrainConfig):
     normal_classes: list[int] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol)
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
-    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>; []: none
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -294,10 +295,10 @@ class AnomalyConfig(TrainConfig):
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
         for name, node in self.detectors.items():
             require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
-        for features in ("pixels", "pca", "latent"):
+        for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
-        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent)]
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
@@ -394,6 +395,7 @@ class ReportSection:
     text: Optional[str] = None
     files: list[MetricsFile] = field(default_factory=list)
     column_level: int = 0  # which part of the slash-separated metric names becomes the column
+    ranking: bool = False  # true: anomaly methods ranked by mean AUROC (report.ranking_table) instead of the pivot
     figures: list[str] = field(default_factory=list)  # glob patterns of images
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -44,21 +45,31 @@ def class_config(cfg: DictConfig, case: Case) -> DictConfig:
     return class_cfg
 
 
+def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[str, np.ndarray]:
+    """The model's feature rows of `images` that detectors run on: `latent`, its codes (`embed`:
+    a VAE's posterior mean); `residual`, the image minus its mean reconstruction, flattened."""
+    codes = map_batches(model.embed, images, batch)
+    residual = images.flatten(1) - map_batches(model.reconstruct, images, batch).flatten(1)
+    return {"latent": codes.double().cpu().numpy(), "residual": residual.double().cpu().numpy()}
+
+
 def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of `images` by the model (higher = more anomalous), float64:
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
-    importance-sampled -log p(x); `<model>_latent_<detector>`, each detector of
-    `features.latent` fitted on the codes (`embed`: the posterior mean) of `normal_train`."""
+    importance-sampled -log p(x); `<model>_<latent|residual>_<detector>`, each detector of
+    `features.latent` / `features.residual` fitted on the features (`model_features`) of `normal_train`."""
     label, batch = cfg.model.label, cfg.data.eval_batch_size
     scores = {label: map_batches(model.score_anomaly, images, batch).double().cpu()}
     if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
         generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
         bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
         scores[f"{label}_iwae"] = -bounds["log_px"].double().cpu()
-    codes = [map_batches(model.embed, x, batch).double().cpu().numpy() for x in (normal_train, images)]
-    latent = feature_scores(detectors, cfg.features.latent, "latent", *codes)
-    return scores | {f"{label}_{name}": torch.from_numpy(values) for name, values in latent.items()}
+    normal, scored = model_features(model, normal_train, batch), model_features(model, images, batch)
+    for features in ("latent", "residual"):
+        found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
+        scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
+    return scores
 
 
 def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
