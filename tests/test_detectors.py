@@ -75,7 +75,6 @@ def toy_images(n: int, shift: float, generator: torch.Generator, direction: torc
     return images.clamp(0, 1).reshape(n, 1, 16, 16)
 
 
-@pytest.mark.fast
 def test_latent_detectors_need_a_trained_encoder(make_config):
     cfg = make_config([*TINY, "model=ae"], config_name="anomaly")
     generator = torch.Generator().manual_seed(0)
