@@ -185,15 +185,6 @@ class ProbeConfig:
         require(len(features) > 0, "models", "nothing to probe: name a checkpoint or a baseline")
         require(len(set(features)) == len(features), "models", f"feature names must be unique (baselines included), got {features}")
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
-        for name, node in self.detectors.items():
-            require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
-        for features in ("pixels", "pca", "latent", "residual"):
-            for name in getattr(self.features, features):
-                require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
-        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
-        for part in self.ensemble:
-            require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
-        require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
         budgets = list(self.labels_per_class)
         require(len(budgets) > 0 or self.all_labels, "labels_per_class", "empty while all_labels is false: nothing to probe")
         require(all(n > 0 for n in budgets), "labels_per_class", f"budgets must be > 0, got {budgets}")
@@ -250,15 +241,6 @@ class EvaluateConfig:
             require(kind in kinds, f"corruptions.{kind}", f"unknown corruption; choose from {kinds}")
             require(0 < level < 1, f"corruptions.{kind}", f"the level must be in (0, 1), got {level}")
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
-        for name, node in self.detectors.items():
-            require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
-        for features in ("pixels", "pca", "latent", "residual"):
-            for name in getattr(self.features, features):
-                require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
-        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
-        for part in self.ensemble:
-            require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
-        require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
         require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
 
 
