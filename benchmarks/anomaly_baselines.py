@@ -51,7 +51,7 @@ def main() -> None:
         datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
         datamodule.setup()
         data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}
-        (case,) = protocol_cases(cfg.protocol, data["test"][1].unique().tolist(), cfg.normal_classes)
+        (case,) = protocol_cases(cfg.cases, data["test"][1].unique().tolist(), cfg.normal_classes)
         class_cfg = anomaly.class_config(cfg, case)
         start = time.perf_counter()
         train.run(class_cfg)

@@ -122,22 +122,22 @@ def test_protocols_are_cases_of_normal_and_anomalous_labels():
 def test_one_anomalous_protocol_trains_on_the_other_classes(make_config):
     from aevae.stages.anomaly import class_config
 
-    cfg = make_config(["model=ae", "protocol=one_anomalous"], config_name="anomaly")
-    (case,) = PROTOCOLS[cfg.protocol](list(range(10)), [4])
+    cfg = make_config(["model=ae", "cases=one_anomalous"], config_name="anomaly")
+    (case,) = PROTOCOLS[cfg.cases](list(range(10)), [4])
     class_cfg = class_config(cfg, case)
     assert class_cfg.data.train_classes == [0, 1, 2, 3, 5, 6, 7, 8, 9] and class_cfg.output_dir.endswith("anomalous_4")
 
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("protocol=two_class", "protocol"), ("features.pixels=[knn,svdd]", "features.pixels"),
+    [("cases=two_class", "cases"), ("features.pixels=[knn,svdd]", "features.pixels"),
      ("ensemble=[score,latent_svdd]", "ensemble"), ("+detectors.bad={n_neighbors:3}", "detectors.bad")],
 )  # fmt: skip
 @pytest.mark.fast
 def test_invalid_detector_config_names_the_key(make_config, override, key):
     with pytest.raises(Exception, match=key.replace(".", r"\.")) as error:
         validate(make_config([override], config_name="anomaly"))
-    assert error.type is ConfigError or "protocol" in key  # an unknown protocol: Hydra's own one line
+    assert error.type is ConfigError or "cases" in key  # an unknown protocol: Hydra's own one line
 
 
 @pytest.mark.fast

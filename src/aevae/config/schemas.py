@@ -259,7 +259,7 @@ class DetectorFeatures:  # which detectors (names of `detectors`) run on which f
 
 @dataclass
 class AnomalyConfig(TrainConfig):
-    protocol: AnomalyProtocol = MISSING
+    cases: AnomalyProtocol = MISSING  # the protocol (params.yaml: anomaly.protocol)
     normal_classes: list[int] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol)
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING

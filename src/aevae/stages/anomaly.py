@@ -128,7 +128,7 @@ def roc_csv(rows: list[RocRow]) -> str:
 
 
 def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
-    """For each case of `cfg.protocol` (one per class of `cfg.normal_classes`): train the
+    """For each case of the protocol `cfg.cases` (one per class of `cfg.normal_classes`): train the
     configured model on the case's normal images (one MLflow run each, nested under this
     stage's run, itself under `parent` if given), score the test images by every method and
     baseline (`case_scores`). Writes `metrics.json` (`anomaly/<method>/<auroc|auprc>/<case|mean>`,
@@ -142,7 +142,7 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     datamodule.setup()
     data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}
     test_labels = data["test"][1]
-    cases = protocol_cases(cfg.protocol, test_labels.unique().tolist(), cfg.normal_classes)
+    cases = protocol_cases(cfg.cases, test_labels.unique().tolist(), cfg.normal_classes)
     output_dir = Path(cfg.output_dir)
     metrics: dict[str, float] = {}
     curves: list[RocRow] = []

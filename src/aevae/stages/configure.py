@@ -86,7 +86,7 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tup
     for name in params.anomaly.models:
         anomaly, origin = training_overrides(params, name, one_class=True)
         anomaly += [
-            f"protocol={params.anomaly.protocol}",
+            f"cases={params.anomaly.protocol}",
             f"normal_classes={study.override_value(params.anomaly.normal_classes)}",
             f"likelihood.samples={params.anomaly.iw_samples}",
             pca,
