@@ -7,15 +7,18 @@ import sys
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae.evaluation.anomaly import anomaly_targets, detection_metrics, pca_scores, roc_points
+from aevae import report
+from aevae.evaluation.anomaly import detection_metrics, one_class_cases, pca_scores, roc_points
+from aevae.evaluation.pca import fit_pca
 from aevae.models import load_model
-from aevae.stages.anomaly import anomaly_scores, class_config, run as run_anomaly
+from aevae.stages.anomaly import class_config, model_scores, run as run_anomaly
 from conftest import REPO_ROOT, TINY
 from untrained import untrained_model
 
@@ -53,7 +56,8 @@ def test_roc_points_are_subsampled_with_both_ends():
 def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config):
     cfg = make_config(["model=ae"], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
-    class_cfg = class_config(cfg, 3)
+    (case,) = one_class_cases(range(10), [3])
+    class_cfg = class_config(cfg, case)
     assert class_cfg.output_dir.endswith("class_3") and class_cfg.logger.run_name == "anomaly/ae/class_3"
     datamodule = InMemoryDataModule(splits, class_cfg.data, seed=0)
     datamodule.setup()
@@ -62,8 +66,8 @@ def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config
         assert len(labels) == int((splits.labels[split] == 3).sum()) > 0 and torch.all(labels == 3)
     test_labels = datamodule.tensors["test"][1]
     assert torch.equal(test_labels, splits.labels["test"]) and set(test_labels.tolist()) == set(range(10))
-    targets = anomaly_targets(test_labels, 3)
-    assert torch.equal(targets == 0, test_labels == 3)
+    targets = case.targets(test_labels)
+    assert torch.equal(targets == 0, test_labels == 3) and case.test_mask(test_labels).all()
     assert cfg.data.train_classes is None  # the stage's own config is left untouched
 
 
@@ -72,9 +76,9 @@ def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
     cfg = make_config([], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
     train_images = splits.scaled("train")[splits.labels["train"] == 0]
-    scores = pca_scores(train_images, splits.scaled("test"), n_components=8, seed=0)
+    scores = pca_scores(fit_pca(train_images, 8, seed=0), splits.scaled("test"))
     assert scores.shape == (len(splits.labels["test"]),)
-    assert detection_metrics(scores, anomaly_targets(splits.labels["test"], 0))["auroc"] > 0.95
+    assert detection_metrics(scores, (splits.labels["test"] != 0).long())["auroc"] > 0.95
 
 
 @pytest.mark.parametrize(
@@ -93,21 +97,24 @@ def test_vae_is_also_scored_by_its_importance_sampled_likelihood(make_config, tm
     brief = ["trainer.limit_train_batches=null", "trainer.max_epochs=5", "model.lr=3e-3"]  # 5 epochs of the ~115 sevens
     cfg = make_config([*TINY, *brief, "model=vae", "normal_classes=[7]", "likelihood.samples=5", "logger=none"], config_name="anomaly")
     metrics = run_anomaly(cfg)
-    methods = {"vae", "vae_iwae", "pca"}
+    detectors = ("knn", "lof", "iforest", "ocsvm")
+    model_methods = {"vae", "vae_iwae", "vae_latent_knn", "vae_latent_lof", "vae_latent_mahalanobis", "vae_residual_lof", "vae_ensemble"}
+    methods = model_methods | {"pca4"} | {f"{features}_{d}" for features in ("pixels", "pca4") for d in detectors}
     scores = {f"anomaly/{m}/{s}/{c}" for m in methods for s in ("auroc", "auprc") for c in ("class_7", "mean")}
     assert metrics.keys() == scores | {"anomaly/vae/levelled_off/class_7", "anomaly/vae/levelled_off/mean"}  # whether its training levelled off
     assert all(0.0 <= value <= 1.0 for value in metrics.values())
     checkpoint = tmp_path / "out" / "classes" / "class_7" / "checkpoints" / "best.ckpt"
     assert checkpoint.exists()
 
-    # both scores tell the other digits from sevens far better than chance (0.5) and than the
-    # same model before training (AUROC 0.28-0.31 here, below chance)
+    # both likelihood scores tell the other digits from sevens far better than chance (0.5) and
+    # than the same model before training (AUROC 0.28-0.31 here, below chance)
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
     datamodule.setup()
-    test_images, test_labels = datamodule.tensors["test"]
-    untrained = anomaly_scores(untrained_model(load_model(checkpoint), cfg.seed), test_images, cfg)
+    (train_images, train_labels), (test_images, test_labels) = datamodule.tensors["train"], datamodule.tensors["test"]
+    detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
+    untrained = model_scores(untrained_model(load_model(checkpoint), cfg.seed), test_images, train_images[train_labels == 7], cfg, detectors)
     for method in ("vae", "vae_iwae"):
-        auroc, before = metrics[f"anomaly/{method}/auroc/class_7"], detection_metrics(untrained[method], anomaly_targets(test_labels, 7))["auroc"]
+        auroc, before = metrics[f"anomaly/{method}/auroc/class_7"], detection_metrics(untrained[method], (test_labels != 7).long())["auroc"]
         assert auroc > 0.75 and auroc > before + 0.2, (method, auroc, before)
 
 
@@ -121,16 +128,17 @@ def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    for method in ("ae", "pca"):
+    for method in ("ae", "pca4", "ae_latent_lof", "pixels_lof"):
         for metric in ("auroc", "auprc"):
             per_class = [metrics[f"anomaly/{method}/{metric}/class_{c}"] for c in (0, 1)]
             assert metrics[f"anomaly/{method}/{metric}/mean"] == pytest.approx(sum(per_class) / 2)
-    assert metrics["anomaly/pca/auroc/mean"] > 0.9
+    assert metrics["anomaly/pca4/auroc/mean"] > 0.9
+    methods = {key.split("/")[1] for key in metrics if "/auroc/" in key}
     with open(out / "roc.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["model", "class", "fpr", "tpr"]
-    assert {(row["model"], row["class"]) for row in rows} == {(m, c) for m in ("ae", "pca") for c in ("0", "1")}
-    assert len(rows) <= 4 * 10
+    assert {(row["model"], row["class"]) for row in rows} == {(m, c) for m in methods for c in ("class_0", "class_1")}
+    assert len(rows) <= len(methods) * 2 * 10
 
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("aevae").experiment_id])
@@ -140,3 +148,18 @@ def test_anomaly_entry_point_runs_every_class_in_one_process(tmp_path, tracking_
     assert all(run.info.status == "FINISHED" and run.data.tags["aevae.stage"] == "anomaly" for run in runs)
     assert summary.data.metrics == pytest.approx({k: v for k, v in metrics.items()})
     assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"metrics.json", "roc.csv"}
+
+
+def test_pca_baselines_of_two_latent_sizes_keep_their_own_keys(make_config, tmp_path):
+    files = []
+    for model, latent in (("ae", 4), ("vae", 8)):
+        out = tmp_path / model
+        cfg = make_config([*TINY, f"model={model}", f"model.latent_dim={latent}", "normal_classes=[0]", "logger=none", "features.pixels=[]"], config_name="anomaly")
+        cfg.output_dir, cfg.train_dir = str(out), str(out / "classes")
+        metrics = run_anomaly(cfg)
+        assert f"anomaly/pca{latent}/auroc/mean" in metrics and not any(f"/pca{12 - latent}" in key for key in metrics)  # the other size
+        files.append({"path": str(out / "metrics.json")})
+    merged = report.load_metrics(files)
+    assert {"anomaly/pca4/auroc/mean", "anomaly/pca8/auroc/mean", "anomaly/pca4_lof/auroc/mean", "anomaly/pca8_lof/auroc/mean"} <= merged.keys()
+    text = report.render_markdown("study", [{"title": "Anomaly", "files": files, "ranking": True}], tmp_path / "report.md")
+    assert "| pca4 |" in text and "| pca8 |" in text

@@ -27,7 +27,9 @@ from aevae.mlflow_model import CHECKPOINT_TAG, TrainedModel, open_model, registe
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier
 from aevae.stages import classifier, score, train
-from aevae.stages.anomaly import anomaly_scores, class_config
+from aevae.evaluation.anomaly import one_class_cases
+from aevae.evaluation.batches import map_batches
+from aevae.stages.anomaly import class_config
 from aevae.stages.common import params_of
 from conftest import CONF_DIR, REPO_ROOT, TINY, free_port, stop_process_group
 
@@ -53,13 +55,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with open_dict(cfg):
         cfg.output_dir, cfg.logger.tracking_uri = str(tmp / "out"), uri
-    class_cfg = class_config(cfg, 0)
+    class_cfg = class_config(cfg, one_class_cases(range(10), [0])[0])
     train.run(class_cfg)
     checkpoint = Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt"
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
     datamodule.setup()
     images = datamodule.tensors["test"][0][:N_IMAGES]
-    scores = anomaly_scores(load_model(checkpoint), images, cfg)[cfg.model.label].numpy()
+    scores = map_batches(load_model(checkpoint).score_anomaly, images, cfg.data.eval_batch_size).numpy()  # the stage's `<model>` method
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id
     (run,) = client.search_runs([experiment], filter_string="tags.`aevae.stage` = 'anomaly'")

@@ -38,12 +38,12 @@ def test_repro_runs_every_stage_and_writes_the_report(study):
     assert all(isinstance(value, float) for value in evaluation.values())  # numbers only; the protocol has its own file
     assert json.loads((repo / "reports/evaluate/protocol.json").read_text())["vae"]["iwae_samples"] == 8
     anomaly = json.loads((repo / "reports/anomaly/vae/metrics.json").read_text())
-    assert {"anomaly/vae/auroc/class_0", "anomaly/vae/auroc/mean", "anomaly/pca/auroc/mean"} <= anomaly.keys()
+    assert {"anomaly/vae/auroc/class_0", "anomaly/vae/auroc/mean", "anomaly/pca16/auroc/mean", "anomaly/pixels_lof/auroc/mean", "anomaly/vae_latent_lof/auroc/mean"} <= anomaly.keys()
     probe = json.loads((repo / "reports/probe/metrics.json").read_text())
     assert {f"probe/{m}/n5/acc_mean" for m in MODELS} | {"probe/pixels/all/acc_mean"} <= probe.keys()
     report = (repo / "reports/report.md").read_text()
     assert report.index("## Summary") < report.index("## Training")
-    assert "| metric | ae | dae | vae | beta_vae |" in report and "test/nll_iwae" in report and "anomaly/auroc/mean" in report
+    assert "| metric | ae | dae | vae | beta_vae |" in report and "test/nll_iwae" in report and "| AUROC mean |" in report
     html = (repo / "reports/report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and 'src="reports' not in html
     assert (repo / "reports/roc.png").stat().st_size > 0
@@ -177,12 +177,14 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     per_vae = ["test/nll_iwae", "gen/fid", "gen/classes_covered", "latent/kl", "latent/active_units"]
     expected = [f"{m}/{key}" for m in (*MODELS, "pca") for key in per_model]
     expected += [f"{m}/{key}" for m in ("vae", "beta_vae") for key in per_vae]
-    expected += [f"anomaly/{m}/auroc/mean" for m in (*MODELS, "pca")] + [f"probe/{m}/n5/acc_mean" for m in (*MODELS, "pca", "pixels")]
+    expected += [f"anomaly/{m}/auroc/mean" for m in (*MODELS, "pca16")] + [f"probe/{m}/n5/acc_mean" for m in (*MODELS, "pca", "pixels")]
+    expected += [f"anomaly/{m}/auroc/mean" for m in ("pixels_knn", "pixels_lof", "pixels_iforest", "pixels_ocsvm", "pca16_lof", "ae_latent_lof", "ae_ensemble")]
     expected += ["anomaly/vae_iwae/auroc/mean", "anomaly/vae/levelled_off/mean", "corrupted/denoise/gaussian/psnr", "classifier/test/accuracy"]
     missing = [key for key in expected if not isinstance(metrics.get(key), float)]
     assert not missing, missing
     headline = json.loads((study.repo / "reports/summary.json").read_text())
-    assert {"vae/latent/active_units", "dae/denoise/gaussian/psnr", "anomaly/pca/auroc/mean"} <= headline.keys()
+    assert {"vae/latent/active_units", "dae/denoise/gaussian/psnr"} <= headline.keys()
+    assert any(key.startswith("anomaly/pca16") for key in headline) and any(key.startswith("anomaly/pixels_") for key in headline)  # the best of each baseline
     client = MlflowClient(f"sqlite:///{study.repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("aevae").experiment_id
     (report,) = client.search_runs([experiment], "attributes.run_name = 'report'", order_by=["attributes.start_time DESC"], max_results=1)

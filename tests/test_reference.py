@@ -74,7 +74,7 @@ def test_one_class_auroc_matches_scikit_learn_on_the_saved_scores(make_config):
     saved = load_tensors(f"{cfg.train_dir}/seed_0/classes/scores.pt")
     assert sorted(p.name for p in Path(cfg.output_dir).iterdir()) == ["metrics.json", "protocol.json", "runs"]
     labels = saved["labels"].numpy()
-    for method, name in (("vae", "model"), ("vae_iwae", "model_iwae"), ("pca", "pca")):
+    for method, name in (("vae", "model"), ("vae_iwae", "model_iwae"), ("pca32", "pca"), ("vae_latent_lof", "model_latent_lof"), ("pixels_lof", "pixels_lof")):
         per_class = [roc_auc_score(labels != c, saved[f"{method}/class_{c}"].numpy()) for c in cfg.normal_classes]
         assert metrics[f"auroc/{name}/seed_0"] == pytest.approx(sum(per_class) / len(per_class), abs=1e-6)
     protocol = json.loads(Path(cfg.output_dir, "protocol.json").read_text())

@@ -17,8 +17,10 @@ per baseline:
       rows:
         - {use: "Reconstruction error (test MSE per pixel)", metric: "{model}/test/mse", better: lower, format: ".4g"}
 
-A cell is the metric named by `metric` with `{model}` replaced by the column's name; a missing
-metric leaves the cell blank; the best cell of a row (lowest or highest, per `better`; none when
+A cell is the metric named by `metric` with `{model}` replaced by the column's name; a `*` in
+`metric` matches any text within one part of a name, and the cell shows the best of the matching
+metrics with the part it matched (e.g. `anomaly/{model}*/auroc/mean`: the model's best anomaly
+method, "0.962 (ae_latent_lof)"); a missing metric leaves the cell blank; the best cell of a row (lowest or highest, per `better`; none when
 `better` is null or the row has a single value) is bold, ties included.
 """
 
@@ -89,10 +91,63 @@ def pivot_table(metrics: Mapping[str, float], column_level: int) -> str:
     return markdown_table(["metric", *columns], rows)
 
 
+ANOMALY_METRIC = re.compile(r"^anomaly/(?P<method>[^/]+)/(?P<metric>auroc|auprc)/(?P<case>[^/]+)$")
+
+
+def ranking_table(metrics: Mapping[str, float]) -> str:
+    """The anomaly methods (`anomaly/<method>/<auroc|auprc>/<case|mean>`) ranked by mean AUROC:
+    a row per method with its AUROC per case, mean AUROC and mean AUPRC, then a row naming the
+    best method of each case (bold: the best of each column)."""
+    auroc: dict[str, dict[str, float]] = {}
+    auprc: dict[str, float] = {}
+    for name, value in metrics.items():
+        match = ANOMALY_METRIC.match(name)
+        if match and match["metric"] == "auroc":
+            auroc.setdefault(match["method"], {})[match["case"]] = value
+        elif match and match["case"] == "mean":
+            auprc[match["method"]] = value
+    cases = list(dict.fromkeys(case for values in auroc.values() for case in values if case != "mean"))
+    methods = sorted(auroc, key=lambda method: -auroc[method].get("mean", -math.inf))
+    best = {case: max((auroc[m][case] for m in methods if case in auroc[m]), default=None) for case in [*cases, "mean"]}
+
+    def cell(method: str, case: str) -> str:
+        value = auroc[method].get(case)
+        if value is None:
+            return ""
+        return f"**{value:.4f}**" if value == best[case] else f"{value:.4f}"
+
+    rows = [[str(rank), method, *(cell(method, case) for case in [*cases, "mean"]), f"{auprc[method]:.4f}" if method in auprc else ""] for rank, method in enumerate(methods, 1)]
+    winners = [", ".join(m for m in methods if auroc[m].get(case) == best[case]) for case in [*cases, "mean"]]
+    rows.append(["", "best", *winners, ""])
+    return markdown_table(["rank", "method", *(f"AUROC {case}" for case in cases), "AUROC mean", "AUPRC mean"], rows)
+
+
 def summary_columns(summary: Any) -> list[str]:
     """The summary's columns: its models, then its baselines, in config order, each once."""
     columns = [*_field(summary, "models", []), *_field(summary, "baselines", [])]
     return list(dict.fromkeys(str(column) for column in columns))
+
+
+def _wildcard(pattern: str) -> re.Pattern:
+    """`pattern` as a regular expression: `*` matches any text within one part of a name."""
+    return re.compile("[^/]*".join(re.escape(piece) for piece in pattern.split("*")) + "$")
+
+
+def row_metric(pattern: str, metrics: Mapping[str, float], better: str | None) -> str | None:
+    """The name of the metric a summary cell shows: `pattern` itself, or for a pattern with
+    `*` the best (per `better`, else the first) of the metrics it matches; None when none."""
+    if "*" not in pattern:
+        return pattern if pattern in metrics else None
+    regex = _wildcard(pattern)
+    matches = [name for name in metrics if regex.match(name) and not math.isnan(metrics[name])]
+    if not matches:
+        return None
+    return min(matches, key=metrics.__getitem__) if better == "lower" else max(matches, key=metrics.__getitem__) if better else matches[0]
+
+
+def _matched_part(pattern: str, name: str) -> str:
+    """The part of `name` (slash-separated) that holds `pattern`'s first `*`."""
+    return name.split("/")[pattern.split("*")[0].count("/")]
 
 
 def summary_cells(summary: Any, metrics: Mapping[str, float]) -> list[tuple[str, str, list[str]]]:
@@ -113,17 +168,18 @@ def summary_cells(summary: Any, metrics: Mapping[str, float]) -> list[tuple[str,
             format(1.0, spec)
         except ValueError as error:
             raise ConfigError(f"summary.rows[{i}].format: {spec!r} is not a number format ({error})") from None
-        values = [metrics.get(str(pattern).replace("{model}", column)) for column in columns]
+        found = [row_metric(str(pattern).replace("{model}", column), metrics, better) for column in columns]
+        values = [None if name is None else metrics[name] for name in found]
         present = [v for v in values if v is not None and not math.isnan(v)]
         best = None
         if better and len(present) > 1:  # a lone value is not compared with anything
             best = min(present) if better == "lower" else max(present)
         cells = []
-        for value in values:
+        for name, value in zip(found, values):
             if value is None:
                 cells.append("")
             else:
-                text = format(value, spec)
+                text = format(value, spec) + (f" ({_matched_part(str(pattern), name)})" if "*" in str(pattern) else "")
                 cells.append(f"**{text}**" if best is not None and value == best else text)
         out.append((str(use), better or "", cells))
     return out
@@ -163,8 +219,9 @@ def summary_files(summary: Any, sections: Sequence[Any]) -> list[Any]:
 def summary_metrics(summary: Any, sections: Sequence[Any]) -> dict[str, float]:
     """The headline numbers: every metric a summary cell shows, by name (sorted)."""
     metrics = load_metrics(summary_files(summary, sections))
-    names = [str(_field(row, "metric")).replace("{model}", column) for row in _field(summary, "rows", []) for column in summary_columns(summary)]
-    return {name: metrics[name] for name in sorted(set(names)) if name in metrics and not math.isnan(metrics[name])}
+    rows = _field(summary, "rows", [])
+    names = [row_metric(str(_field(row, "metric")).replace("{model}", column), metrics, _field(row, "better")) for row in rows for column in summary_columns(summary)]
+    return {name: metrics[name] for name in sorted({n for n in names if n is not None}) if not math.isnan(metrics[name])}
 
 
 def render_summary(summary: Any, sections: Sequence[Any]) -> str:
@@ -256,7 +313,9 @@ def render_markdown(title: str, sections: Sequence[Any], report_path: str | Path
         if text:
             out += [str(text).strip(), ""]
         files = _field(section, "files", [])
-        if files:
+        if files and _field(section, "ranking", False):
+            out += [ranking_table(load_metrics(files)), ""]
+        elif files:
             out += [pivot_table(load_metrics(files), _field(section, "column_level", 0)), ""]
         for figure in figures:
             link = quote(Path(os.path.relpath(figure, base)).as_posix())

@@ -63,6 +63,7 @@ class EvaluateParams:
 @dataclass
 class AnomalyParams:
     models: list[str] = MISSING  # the keys of `models` that also get one-class models
+    protocol: str = MISSING  # one_class | one_anomalous (checked by the anomaly stage's schema)
     normal_classes: list[int] = MISSING
     iw_samples: int = MISSING
 

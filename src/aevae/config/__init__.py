@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config.schemas import (
     AnomalyConfig,
+    AnomalyProtocol,
     CompareConfig,
     ConfigureConfig,
     DataConfig,
@@ -162,6 +163,7 @@ __all__ = [
     "OPTION_SCHEMAS",
     "STAGE_SCHEMAS",
     "AnomalyConfig",
+    "AnomalyProtocol",
     "ClassifierStageConfig",
     "CompareConfig",
     "ConfigureConfig",

@@ -302,9 +302,26 @@ class EvaluateConfig:
         require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
 
 
+class AnomalyProtocol(StrEnum):  # the cases of each: aevae.evaluation.anomaly.PROTOCOLS
+    one_class = "one_class"  # each class of normal_classes in turn is normal, the others anomalies
+    one_anomalous = "one_anomalous"  # each class of normal_classes in turn is the anomaly, the others normal
+
+
+@dataclass
+class DetectorFeatures:  # which detectors (names of `detectors`) run on which features
+    pixels: list[str] = MISSING  # the flattened images
+    pca: list[str] = MISSING  # the projections on the PCA baseline's components
+    latent: list[str] = MISSING  # the model's codes (`embed`: a VAE's posterior mean)
+    residual: list[str] = MISSING  # the image minus the model's mean reconstruction
+
+
 @dataclass
 class AnomalyConfig(TrainConfig):
-    normal_classes: list[int] = MISSING  # one model per class, trained on that class only
+    cases: AnomalyProtocol = MISSING  # the protocol (params.yaml: anomaly.protocol)
+    normal_classes: list[int] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol)
+    detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
+    features: DetectorFeatures = MISSING
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -316,6 +333,15 @@ class AnomalyConfig(TrainConfig):
         require(self.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
         require(self.roc_points >= 2, "roc_points", f"must be >= 2, got {self.roc_points}")
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
+        for name, node in self.detectors.items():
+            require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
+        for features in ("pixels", "pca", "latent", "residual"):
+            for name in getattr(self.features, features):
+                require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        for part in self.ensemble:
+            require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
+        require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
 
 
 class ReferenceTask(StrEnum):
@@ -409,6 +435,7 @@ class ReportSection:
     text: Optional[str] = None
     files: list[MetricsFile] = field(default_factory=list)
     column_level: int = 0  # which part of the slash-separated metric names becomes the column
+    ranking: bool = False  # true: anomaly methods ranked by mean AUROC (report.ranking_table) instead of the pivot
     figures: list[str] = field(default_factory=list)  # glob patterns of images
 
 

@@ -1,18 +1,56 @@
-"""One-class anomaly detection metrics (anomalies are the positive class) and a PCA baseline."""
+"""Anomaly detection protocols (cases of normal and anomalous labels), metrics (anomalies are
+the positive class), the PCA baseline and the combination of scores."""
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from statistics import mean
 
 import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_roc
 
-from aevae.evaluation.pca import fit_pca
+from aevae.evaluation.pca import PixelPCA
 
 
-def anomaly_targets(labels: Tensor, normal_class: int) -> Tensor:
-    """1 for every image not of `normal_class` (an anomaly), 0 for the normal class."""
-    return (labels != normal_class).long()
+@dataclass(frozen=True)
+class Case:
+    """One detection task of a protocol: a model trained on the `normal` labels' training images
+    tells the test images of the `anomalous` labels from those of the `normal` ones (test images
+    of other labels are left out)."""
+
+    name: str  # the metrics' last key part and the model's folder, e.g. class_3
+    normal: tuple[int, ...]
+    anomalous: tuple[int, ...]
+
+    def test_mask(self, labels: Tensor) -> Tensor:
+        """Which test images the case scores (normal or anomalous labels)."""
+        return torch.isin(labels, torch.tensor(self.normal + self.anomalous, device=labels.device))
+
+    def targets(self, labels: Tensor) -> Tensor:
+        """1 for an anomalous label, 0 otherwise (labels of the images `test_mask` keeps)."""
+        return torch.isin(labels, torch.tensor(self.anomalous, device=labels.device)).long()
+
+
+def one_class_cases(classes: Sequence[int], chosen: Sequence[int]) -> list[Case]:
+    """Ruff et al. (2018): each chosen class in turn is normal, every other class anomalous."""
+    return [Case(f"class_{c}", (c,), tuple(o for o in classes if o != c)) for c in chosen]
+
+
+def one_anomalous_cases(classes: Sequence[int], chosen: Sequence[int]) -> list[Case]:
+    """Each chosen class in turn is the anomaly, every other class normal."""
+    return [Case(f"anomalous_{c}", tuple(o for o in classes if o != c), (c,)) for c in chosen]
+
+
+PROTOCOLS: dict[str, Callable[[Sequence[int], Sequence[int]], list[Case]]] = {
+    "one_class": one_class_cases,
+    "one_anomalous": one_anomalous_cases,
+}
+
+
+def protocol_cases(protocol: str, classes: Sequence[int], chosen: Sequence[int]) -> list[Case]:
+    """The cases of `protocol` over the data's `classes`, one per class of `chosen`."""
+    return PROTOCOLS[protocol](sorted(classes), chosen)
 
 
 def _unit_interval(scores: Tensor) -> Tensor:
@@ -38,13 +76,24 @@ def roc_points(scores: Tensor, targets: Tensor, max_points: int) -> tuple[Tensor
     return fpr[keep], tpr[keep]
 
 
-def pca_scores(train_images: Tensor, test_images: Tensor, n_components: int, seed: int) -> Tensor:
-    """Squared reconstruction error per test image of a PCA fitted on `train_images` (without
-    clipping: the error of the linear projection itself), float64 (N,)."""
-    pca = fit_pca(train_images, n_components, seed).pca
+def pca_scores(fitted: PixelPCA, test_images: Tensor) -> Tensor:
+    """Squared reconstruction error per test image of a fitted PCA (without clipping: the
+    error of the linear projection itself), float64 (N,)."""
+    pca = fitted.pca
     test = test_images.flatten(1).double().cpu().numpy()
     recon = pca.inverse_transform(pca.transform(test))
     return torch.from_numpy(((test - recon) ** 2).sum(1))
+
+
+def standardized_sum(scores: Mapping[str, Tensor], normal_scores: Mapping[str, Tensor]) -> Tensor:
+    """The sum of the `scores` of several methods, each standardised by the mean and standard
+    deviation of its scores of normal held-out images (`normal_scores`, same keys): equal
+    weights, with no anomaly seen; float64 (N,)."""
+    total = torch.zeros_like(next(iter(scores.values())), dtype=torch.float64)
+    for method, values in scores.items():
+        reference = normal_scores[method].double()
+        total += (values.double() - reference.mean()) / reference.std().clamp_min(1e-12)
+    return total
 
 
 def class_means(metrics: dict[str, float]) -> dict[str, float]:

@@ -1,21 +1,28 @@
-"""The anomaly stage, the one-class protocol of Ruff et al. (2018): per normal class, train on
-that class only, score the whole test set, and measure how well the scores separate the other
-classes; a PCA of the same size is the baseline."""
+"""The anomaly stage: per case of the protocol (`one_class`, Ruff et al. 2018: one class normal,
+the others anomalous; `one_anomalous`: one class anomalous, the others normal), train the model
+on the case's normal training images, score the test images by every method of the model, and
+beside them by the classical detectors fitted on the same normal images (on pixels and on PCA
+features of the model's latent size)."""
 
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
 from aevae.config import TrainConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.evaluation.anomaly import anomaly_targets, class_means, detection_metrics, pca_scores, roc_points
+from aevae.evaluation.anomaly import Case, class_means, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
 from aevae.evaluation.batches import map_batches
+from aevae.evaluation.detectors import feature_scores
 from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
@@ -23,40 +30,91 @@ from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 
 ROC_COLUMNS = ("model", "class", "fpr", "tpr")
-RocRow = tuple[str, int, float, float]  # a row of roc.csv
+RocRow = tuple[str, str, float, float]  # a row of roc.csv
+Detectors = Mapping[str, Any]  # name -> a callable that builds an unfitted detector
 
 
-def class_config(cfg: DictConfig, normal_class: int) -> DictConfig:
-    """The training config (a `TrainConfig`) of the model for `normal_class`: its training and
-    validation images are that class only, its outputs go to `<train_dir>/class_<c>`, its run is `anomaly/<model>/class_<c>`."""
+def class_config(cfg: DictConfig, case: Case) -> DictConfig:
+    """The training config (a `TrainConfig`) of the model for `case`: its training and
+    validation images are the case's normal labels only, its outputs go to `<train_dir>/<case>`,
+    its run is `anomaly/<model>/<case>`."""
     class_cfg = config_part(cfg, TrainConfig)
-    class_cfg.data.train_classes = [normal_class]
-    class_cfg.output_dir = str(Path(cfg.train_dir) / f"class_{normal_class}")
-    class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/class_{normal_class}"
+    class_cfg.data.train_classes = list(case.normal)
+    class_cfg.output_dir = str(Path(cfg.train_dir) / case.name)
+    class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/{case.name}"
     return class_cfg
 
 
-def anomaly_scores(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, Tensor]:
-    """Scores of the test images by the model (its `score_anomaly`) and, for a model with a
-    likelihood (`Capability.likelihood`: a VAE, or an ssvae with the class summed out) and
-    `likelihood.samples > 0`, by its importance-sampled -log p(x) (as `<model>_iwae`)."""
-    label = cfg.model.label
-    scores = {label: map_batches(model.score_anomaly, images, cfg.data.eval_batch_size)}
+def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[str, np.ndarray]:
+    """The model's feature rows of `images` that detectors run on: `latent`, its codes (`embed`:
+    a VAE's posterior mean); `residual`, the image minus its mean reconstruction, flattened."""
+    codes = map_batches(model.embed, images, batch)
+    residual = images.flatten(1) - map_batches(model.reconstruct, images, batch).flatten(1)
+    return {"latent": codes.double().cpu().numpy(), "residual": residual.double().cpu().numpy()}
+
+
+def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+    """Every method's scores of `images` by the model (higher = more anomalous), float64:
+    `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
+    for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
+    importance-sampled -log p(x); `<model>_<latent|residual>_<detector>`, each detector of
+    `features.latent` / `features.residual` fitted on the features (`model_features`) of `normal_train`."""
+    label, batch = cfg.model.label, cfg.data.eval_batch_size
+    scores = {label: map_batches(model.score_anomaly, images, batch).double().cpu()}
     if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
         generator = torch.Generator(device=images.device).manual_seed(cfg.seed)
         bounds = likelihood_bounds(model, images, cfg.likelihood.samples, cfg.likelihood.batch_size, generator)
-        scores[f"{label}_iwae"] = -bounds["log_px"]
+        scores[f"{label}_iwae"] = -bounds["log_px"].double().cpu()
+    normal, scored = model_features(model, normal_train, batch), model_features(model, images, batch)
+    for features in ("latent", "residual"):
+        found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
+        scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
     return scores
 
 
-def class_results(scores: dict[str, Tensor], targets: Tensor, normal_class: int, max_points: int) -> tuple[dict[str, float], list[RocRow]]:
-    """`anomaly/<method>/<metric>/class_<c>` metrics and subsampled ROC rows of every method."""
+def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+    """The classical detectors' scores of `test_images`, fitted on `normal_train`:
+    `pca<k>`, the reconstruction error of a k-component PCA; `pixels_<detector>` and
+    `pca<k>_<detector>`, each detector of `features.pixels` and `features.pca` on the pixels
+    and on the PCA projections."""
+    pca = fit_pca(normal_train, n_components, cfg.seed)
+    name = f"pca{n_components}"
+    flat = [x.flatten(1).double().cpu().numpy() for x in (normal_train, test_images)]
+    scores = {name: pca_scores(pca, test_images)}
+    scores |= feature_scores(detectors, cfg.features.pixels, "pixels", *flat)
+    scores |= feature_scores(detectors, cfg.features.pca, name, *(pca.pca.transform(x) for x in flat))
+    return {method: torch.as_tensor(values) for method, values in scores.items()}
+
+
+def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+    """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
+    names methods, `<model>_ensemble`: their sum, each standardised on the case's normal
+    validation images), then the baselines'."""
+    (train_images, train_labels), (val_images, val_labels), (test_images, _) = data["train"], data["val"], data["test"]
+    normal_train = train_images[torch.isin(train_labels, torch.tensor(case.normal, device=train_labels.device))]
+    normal_val = val_images[torch.isin(val_labels, torch.tensor(case.normal, device=val_labels.device))]
+    both = model_scores(model, torch.cat([test_images, normal_val]), normal_train, cfg, detectors)
+    scores = {method: values[: len(test_images)] for method, values in both.items()}
+    if cfg.ensemble:
+        chosen = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        held_out = {method: both[method][len(test_images) :] for method in chosen}
+        scores[f"{cfg.model.label}_ensemble"] = standardized_sum({method: scores[method] for method in chosen}, held_out)
+    n_components = resolve_pca_components(cfg.pca_components, {cfg.model.label: model})
+    return scores | baseline_scores(normal_train, test_images, n_components, cfg, detectors)
+
+
+def case_results(scores: dict[str, Tensor], labels: Tensor, case: Case, max_points: int) -> tuple[dict[str, float], list[RocRow]]:
+    """`anomaly/<method>/<metric>/<case>` metrics and subsampled ROC rows of every method, over
+    the test images the case keeps."""
+    keep = case.test_mask(labels)
+    targets = case.targets(labels[keep])
     metrics, curves = {}, []
     for method, method_scores in scores.items():
-        for metric, value in detection_metrics(method_scores, targets).items():
-            metrics[f"anomaly/{method}/{metric}/class_{normal_class}"] = value
-        fpr, tpr = roc_points(method_scores, targets, max_points)
-        curves.extend((method, normal_class, float(f), float(t)) for f, t in zip(fpr, tpr))
+        kept = method_scores[keep.to(method_scores.device)]
+        for metric, value in detection_metrics(kept, targets).items():
+            metrics[f"anomaly/{method}/{metric}/{case.name}"] = value
+        fpr, tpr = roc_points(kept, targets, max_points)
+        curves.extend((method, case.name, float(f), float(t)) for f, t in zip(fpr, tpr))
     return metrics, curves
 
 
@@ -65,39 +123,41 @@ def roc_csv(rows: list[RocRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(ROC_COLUMNS)
-    writer.writerows((model, normal_class, f"{fpr:.6g}", f"{tpr:.6g}") for model, normal_class, fpr, tpr in rows)
+    writer.writerows((method, case, f"{fpr:.6g}", f"{tpr:.6g}") for method, case, fpr, tpr in rows)
     return buffer.getvalue()
 
 
 def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
-    """For each class of `cfg.normal_classes`: train the configured model on that class (one
-    MLflow run each, nested under this stage's run, itself under `parent` if given), score every
-    test image, and compare with the PCA baseline. Writes `metrics.json`
-    (`anomaly/<method>/<auroc|auprc>/<class_c|mean>`, and `anomaly/<model>/levelled_off/<class_c|mean>`:
-    whether each class's training levelled off, and the share that did) and `roc.csv` under `cfg.output_dir`, and
-    logs them; beside the class models, `<train_dir>/scores.pt` holds every test image's score
-    per method and class (`<method>/class_<c>`) and the test `labels`. Returns the metrics."""
+    """For each case of the protocol `cfg.cases` (one per class of `cfg.normal_classes`): train the
+    configured model on the case's normal images (one MLflow run each, nested under this
+    stage's run, itself under `parent` if given), score the test images by every method and
+    baseline (`case_scores`). Writes `metrics.json` (`anomaly/<method>/<auroc|auprc>/<case|mean>`,
+    and `anomaly/<model>/levelled_off/<case|mean>`: whether each case's training levelled off,
+    and the share that did) and `roc.csv` under `cfg.output_dir`, and logs them; beside the
+    case models, `<train_dir>/scores.pt` holds every test image's score per method and case
+    (`<method>/<case>`) and the test `labels`. Returns the metrics."""
     validate(cfg)
+    detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
     datamodule.setup()
-    train_images, train_labels = datamodule.tensors["train"]
-    test_images, test_labels = datamodule.tensors["test"]
+    data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}
+    test_labels = data["test"][1]
+    cases = protocol_cases(cfg.cases, test_labels.unique().tolist(), cfg.normal_classes)
     output_dir = Path(cfg.output_dir)
     metrics: dict[str, float] = {}
     curves: list[RocRow] = []
     saved_scores = {"labels": test_labels.cpu()}
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as stage_run:
-        for normal_class in cfg.normal_classes:
-            class_cfg = class_config(cfg, normal_class)
+        for case in cases:
+            class_cfg = class_config(cfg, case)
             trained = train.run(class_cfg, parent=stage_run.run_id)
-            metrics[f"anomaly/{cfg.model.label}/levelled_off/class_{normal_class}"] = trained["val/levelled_off"]
+            metrics[f"anomaly/{cfg.model.label}/levelled_off/{case.name}"] = trained["val/levelled_off"]
             model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
-            scores = anomaly_scores(model, test_images, cfg)
-            scores["pca"] = pca_scores(train_images[train_labels == normal_class], test_images, resolve_pca_components(cfg.pca_components, {cfg.model.label: model}), cfg.seed)
-            saved_scores |= {f"{method}/class_{normal_class}": values.cpu() for method, values in scores.items()}
-            class_metrics, class_curves = class_results(scores, anomaly_targets(test_labels, normal_class), normal_class, cfg.roc_points)
-            metrics |= class_metrics
-            curves += class_curves
+            scores = case_scores(model, case, data, cfg, detectors)
+            saved_scores |= {f"{method}/{case.name}": values.cpu() for method, values in scores.items()}
+            case_metrics, case_curves = case_results(scores, test_labels.cpu(), case, cfg.roc_points)
+            metrics |= case_metrics
+            curves += case_curves
         metrics |= class_means(metrics)
         outputs = [
             write_json(output_dir / "metrics.json", metrics),

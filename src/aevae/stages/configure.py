@@ -97,7 +97,7 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tup
         stages[f"train/{name}"] = ("train", *training_overrides(params, name))
     for name in params.anomaly.models:
         anomaly, origin = training_overrides(params, name, one_class=True)
-        one_class = [("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), pca]
+        one_class = [("cases", "anomaly.protocol", params.anomaly.protocol), ("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), pca]
         stages[f"anomaly/{name}"] = ("anomaly", anomaly + with_origins(one_class, origin)[0], origin)
     others: dict[str, list[Item]] = {
         "classifier": [data, ("trainer", "trainer", params.trainer), ("trainer.max_epochs", "classifier.max_epochs", params.classifier.max_epochs), seed],

@@ -18,12 +18,12 @@ SKIP_NO_LABELS = {
 
 def has_labels(splits: Any) -> bool:
     """Whether the training images carry labels (unlabelled data: every label -1)."""
-    return bool(getattr(splits, "has_labels", bool((splits.labels["train"] >= 0).any())))
+    return splits.has_labels
 
 
 def class_names(splits: Any) -> tuple[str, ...]:
     """The name of each class 0..K-1: the data's own names, else the labels as numbers."""
-    names = tuple(getattr(splits, "class_names", ()))
+    names = splits.class_names
     if names or not has_labels(splits):
         return names
     return tuple(str(label) for label in range(int(max(int(labels.max()) for labels in splits.labels.values())) + 1))
@@ -36,17 +36,17 @@ def n_classes(splits: Any) -> int:
 
 def is_vectors(splits: Any) -> bool:
     """Whether the samples are feature vectors (N, D) rather than images (N, C, H, W)."""
-    return bool(getattr(splits, "is_vectors", len(splits.image_shape) == 1))
+    return splits.is_vectors
 
 
 def source(splits: Any) -> str:
     """Where the data came from: the user's path, or the built-in data set's name."""
-    return str(getattr(splits, "source", "") or splits.dataset)
+    return splits.source or splits.dataset
 
 
 def manifest_md5(splits: Any) -> str | None:
     """The md5 of the manifest of the source files (None for a built-in data set)."""
-    return getattr(splits, "manifest_md5", None) or None
+    return splits.manifest_md5 or None
 
 
 def skipped(splits: Any) -> dict[str, str]:

@@ -21,6 +21,7 @@ Models are chosen on the validation split (best.ckpt); the test split is scored 
 """
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,17 +80,21 @@ def likelihood_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     return {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
 
 
+def recipe_method(method: str, label: str) -> str:
+    """An anomaly method's name without the model's label and PCA's size (`model`, `model_iwae`,
+    `model_latent_lof`, `pca`, `pca_lof`, `pixels_lof`, ...): the recipes of either model share names."""
+    return re.sub(rf"^{re.escape(label)}(?=_|$)", "model", re.sub(r"^pca\d+(?=_|$)", "pca", method))
+
+
 def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
-    """`<auroc|auprc>/<model|model_iwae|pca>`: the anomaly stage's class means for this seed."""
+    """`<auroc|auprc>/<method>` (`recipe_method`): the anomaly stage's class means for this seed."""
     seeded = seed_config(cfg, AnomalyConfig, seed)
     results = anomaly.run(seeded, parent=parent)
-    label = cfg.model.label
-    methods = {label: "model", f"{label}_iwae": "model_iwae", "pca": "pca"}
     return {
-        f"{metric}/{methods[method]}": value
+        f"{metric}/{recipe_method(method, cfg.model.label)}": value
         for name, value in results.items()
         for method, metric in [name.split("/")[1:3]]
-        if name.endswith("/mean") and method in methods
+        if name.endswith("/mean") and metric in ("auroc", "auprc")
     }
 
 
