@@ -64,7 +64,7 @@ class EvaluateParams:
 class AnomalyParams:
     models: list[str] = MISSING  # the keys of `models` that also get one-class models
     protocol: str = MISSING  # one_class | one_anomalous (checked by the anomaly stage's schema)
-    normal_classes: list[int] = MISSING
+    normal_classes: Optional[list[int]] = MISSING  # null: every class of the data
     iw_samples: int = MISSING
 
 

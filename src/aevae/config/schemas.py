@@ -78,7 +78,7 @@ class Baseline(StrEnum):
 
 def _classes(key: str, classes: Any) -> None:
     require(len(classes) > 0, key, "list at least one class")
-    require(all(0 <= c <= 9 for c in classes), key, f"classes are 0..9, got {list(classes)}")
+    require(all(c >= 0 for c in classes), key, f"classes are labels >= 0, got {list(classes)}")
     require(len(set(classes)) == len(classes), key, f"classes must be unique, got {list(classes)}")
 
 
@@ -318,7 +318,7 @@ class DetectorFeatures:  # which detectors (names of `detectors`) run on which f
 @dataclass
 class AnomalyConfig(TrainConfig):
     cases: AnomalyProtocol = MISSING  # the protocol (params.yaml: anomaly.protocol)
-    normal_classes: list[int] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol)
+    normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
     ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
@@ -329,7 +329,8 @@ class AnomalyConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _classes("normal_classes", self.normal_classes)
+        if self.normal_classes is not None:
+            _classes("normal_classes", self.normal_classes)
         require(self.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
         require(self.roc_points >= 2, "roc_points", f"must be >= 2, got {self.roc_points}")
         require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")

@@ -48,9 +48,18 @@ PROTOCOLS: dict[str, Callable[[Sequence[int], Sequence[int]], list[Case]]] = {
 }
 
 
-def protocol_cases(protocol: str, classes: Sequence[int], chosen: Sequence[int]) -> list[Case]:
-    """The cases of `protocol` over the data's `classes`, one per class of `chosen`."""
-    return PROTOCOLS[protocol](sorted(classes), chosen)
+def protocol_cases(protocol: str, classes: Sequence[int], chosen: Sequence[int] | None) -> list[Case]:
+    """The cases of `protocol` over the data's `classes`, one per class of `chosen` (None: every class)."""
+    classes = sorted(classes)
+    return PROTOCOLS[protocol](classes, classes if chosen is None else chosen)
+
+
+def defect_cases(normal: int, names: Sequence[str]) -> list[Case]:
+    """The anomaly layout (`train/good`, `test/<defect>`): one model trained on the `normal` label
+    tells every defect from it (`defects`), and each defect alone (`defect_<name>`); `names` are
+    the class names by label."""
+    defects = tuple(label for label in range(len(names)) if label != normal)
+    return [Case("defects", (normal,), defects), *(Case(f"defect_{names[label]}", (normal,), (label,)) for label in defects)]
 
 
 def _unit_interval(scores: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ features of the model's latent size)."""
 
 import csv
 import io
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,21 @@ from torch import Tensor
 
 from aevae.config import TrainConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.evaluation.anomaly import Case, class_means, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
+from aevae.evaluation.anomaly import Case, class_means, defect_cases, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.detectors import feature_scores
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
+from aevae.errors import ConfigError
 from aevae.models import BaseAutoencoder, Capability, load_model
+from aevae.progress import announce
 from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
+from aevae.stages.data_facts import class_names, has_labels, skipped
+
+log = logging.getLogger(__name__)
 
 ROC_COLUMNS = ("model", "class", "fpr", "tpr")
 RocRow = tuple[str, str, float, float]  # a row of roc.csv
@@ -127,6 +134,18 @@ def roc_csv(rows: list[RocRow]) -> str:
     return buffer.getvalue()
 
 
+def data_cases(cfg: Any, splits: Any, classes: list[int]) -> list[Case]:
+    """The cases the data call for: the anomaly layout's (`defects`, whatever `cases` says: its
+    training images are all `good`), else those of the protocol `cfg.cases` over the test labels."""
+    if splits.normal_label is not None:
+        print(f"{cfg.stage}/{cfg.model.label}: the anomaly layout: one model of the normal images, tested against every defect and each one", flush=True)
+        return defect_cases(splits.normal_label, class_names(splits))
+    missing = sorted(set(cfg.normal_classes or ()) - set(classes))
+    if missing:
+        raise ConfigError(f"normal_classes: {missing} not among the test labels of the data ({', '.join(map(str, classes))}); list classes of the data, or null for all")
+    return protocol_cases(cfg.cases, classes, cfg.normal_classes)
+
+
 def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     """For each case of the protocol `cfg.cases` (one per class of `cfg.normal_classes`): train the
     configured model on the case's normal images (one MLflow run each, nested under this
@@ -138,22 +157,34 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     (`<method>/<case>`) and the test `labels`. Returns the metrics."""
     validate(cfg)
     detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
-    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
+    splits = load_or_prepare(cfg.data)
+    output_dir = Path(cfg.output_dir)
+    if not has_labels(splits):
+        log.warning("%s/%s: %s", cfg.stage, cfg.model.label, skipped(splits)["anomaly"])
+        write_json(output_dir / "metrics.json", {})
+        write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv([])))
+        return {}
+    datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
     data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}
     test_labels = data["test"][1]
-    cases = protocol_cases(cfg.cases, test_labels.unique().tolist(), cfg.normal_classes)
-    output_dir = Path(cfg.output_dir)
+    cases = data_cases(cfg, splits, test_labels.unique().tolist())
     metrics: dict[str, float] = {}
     curves: list[RocRow] = []
     saved_scores = {"labels": test_labels.cpu()}
+    trainings = list(dict.fromkeys(case.normal for case in cases))  # cases that share normal labels share one model
+    started = time.monotonic()
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as stage_run:
+        scored: dict[tuple[int, ...], dict[str, Tensor]] = {}
         for case in cases:
-            class_cfg = class_config(cfg, case)
-            trained = train.run(class_cfg, parent=stage_run.run_id)
-            metrics[f"anomaly/{cfg.model.label}/levelled_off/{case.name}"] = trained["val/levelled_off"]
-            model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
-            scores = case_scores(model, case, data, cfg, detectors)
+            if case.normal not in scored:
+                announce(cfg.trainer.progress, f"{cfg.stage}/{cfg.model.label} {case.name}", len(scored) + 1, len(trainings), started)
+                class_cfg = class_config(cfg, case)
+                trained = train.run(class_cfg, parent=stage_run.run_id)
+                metrics[f"anomaly/{cfg.model.label}/levelled_off/{case.name}"] = trained["val/levelled_off"]
+                model = load_model(Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt")
+                scored[case.normal] = case_scores(model, case, data, cfg, detectors)
+            scores = scored[case.normal]
             saved_scores |= {f"{method}/{case.name}": values.cpu() for method, values in scores.items()}
             case_metrics, case_curves = case_results(scores, test_labels.cpu(), case, cfg.roc_points)
             metrics |= case_metrics

@@ -13,6 +13,7 @@ SKIP_VECTORS = {
 SKIP_NO_LABELS = {
     "probe": "skipped: the data have no labels, so there is nothing for a probe to predict",
     "classifier": "skipped: the data have no labels, so no classifier judges samples (no FID in its features, no classes covered)",
+    "anomaly": "skipped: the data have no labels, so no class (or `good` folder) is known to be normal",
 }
 
 
