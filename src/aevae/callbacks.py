@@ -13,7 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from aevae import resume
 from aevae.io import write_atomic, write_csv, write_json
 from aevae.logs import quiet_libraries
-from aevae.plots import save_image_rows
+from aevae.plots import as_pictures, save_image_rows
 
 N_FIGURE_IMAGES = 10
 
@@ -157,7 +157,7 @@ class FitOutputs(L.Callback):
             write_json(self.output_dir / "metrics.json", metrics),
             write_csv(self.output_dir / "history.csv", history.rows),
             write_atomic(self.output_dir / "config.yaml", lambda tmp: tmp.write_text(self.config_yaml)),
-            save_image_rows([images, recon], ["input", "recon"], self.output_dir / "reconstructions.png", title=f"{pl_module.cfg.label} reconstructions"),
+            save_image_rows([as_pictures(images), as_pictures(recon)], ["input", "recon"], self.output_dir / "reconstructions.png", title=f"{pl_module.cfg.label} reconstructions"),
         ]
         # a finished record names no MLflow run: the checkpoint directory's bytes depend on the inputs only
         resume.record_run(self.output_dir / "checkpoints", self.fingerprint, None, finished=True)

@@ -45,6 +45,12 @@ def tile_rows(rows: Sequence["Tensor"], pad: int = 1) -> "Tensor":
     return canvas
 
 
+def as_pictures(x: "Tensor") -> "Tensor":
+    """Images (N, C, H, W) as they are; vectors (N, D) of standardised features as one strip of
+    D pixels each (N, 1, 1, D), squashed into [0, 1] by a sigmoid (0 grey, the mean)."""
+    return x if x.ndim == 4 else x.sigmoid().view(len(x), 1, 1, -1)
+
+
 def save_image_rows(rows: Sequence["Tensor"], row_titles: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Save a grid: one row per tensor of images (N, C, H, W) in [0, 1], titled on the left."""
     plt = pyplot()

@@ -10,6 +10,10 @@ SKIP_VECTORS = {
     "denoising": "skipped: the data are vectors, and the corruptions act on pixels in [0, 1]",
     "figures": "only the latent map: vectors have no picture",
 }
+SKIP_ONE_CLASS = {  # labelled, but training images of one class only (the anomaly layout's `good`)
+    "probe": "skipped: the training images are of one class (the normal ones), so a probe has no classes to tell apart",
+    "classifier": "skipped: the training images are of one class (the normal ones), so no classifier judges samples (no FID in its features, no classes covered)",
+}
 SKIP_NO_LABELS = {
     "probe": "skipped: the data have no labels, so there is nothing for a probe to predict",
     "classifier": "skipped: the data have no labels, so no classifier judges samples (no FID in its features, no classes covered)",
@@ -52,7 +56,13 @@ def manifest_md5(splits: Any) -> str | None:
 
 def skipped(splits: Any) -> dict[str, str]:
     """Use -> why it is skipped on these data."""
-    return ({} if has_labels(splits) else dict(SKIP_NO_LABELS)) | (dict(SKIP_VECTORS) if is_vectors(splits) else {})
+    if not has_labels(splits):
+        by_labels = dict(SKIP_NO_LABELS)
+    elif len(splits.labels["train"].unique()) < 2:
+        by_labels = dict(SKIP_ONE_CLASS)
+    else:
+        by_labels = {}
+    return by_labels | (dict(SKIP_VECTORS) if is_vectors(splits) else {})
 
 
 def label_counts(splits: Any, split: str) -> dict[str, int]:

@@ -34,7 +34,7 @@ from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
 from aevae.stages.common import open_stage_run, params_of, print_summary
 from aevae.stages.data_card import data_card, save_sample_grid
-from aevae.stages.data_facts import has_labels, is_vectors, skipped
+from aevae.stages.data_facts import is_vectors, skipped
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def run(cfg: Any) -> dict[str, float]:
         if model.image_shape != splits.image_shape:
             raise DataError(f"{cfg.models[name]}: model expects images {model.image_shape}, data has {splits.image_shape}")
     classifier = None
-    if cfg.generation.classifier and not has_labels(splits):
+    if cfg.generation.classifier and "classifier" in skipped(splits):
         log.warning("%s: generation metrics %s", cfg.stage, skipped(splits)["classifier"])
     elif cfg.generation.classifier:
         if not Path(cfg.generation.classifier).is_file():

@@ -31,7 +31,7 @@ from aevae.evaluation.probe import (
 from aevae.io import write_csv, write_json
 from aevae.plots import save_accuracy_plot
 from aevae.stages.common import open_stage_run, params_of, print_summary
-from aevae.stages.data_facts import has_labels, skipped
+from aevae.stages.data_facts import skipped
 
 if TYPE_CHECKING:
     from aevae.models import BaseAutoencoder
@@ -74,7 +74,7 @@ def run(cfg: Any) -> dict[str, float]:
     device = check_device("device", cfg.device)
     splits = load_or_prepare(cfg.data)
     output_dir = Path(cfg.output_dir)
-    if not has_labels(splits):
+    if "probe" in skipped(splits):
         return skip(cfg, output_dir, skipped(splits)["probe"])
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
