@@ -83,7 +83,7 @@ def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("normal_classes=[]", "normal_classes"), ("normal_classes=[1,12]", "normal_classes"),
+    [("normal_classes=[]", "normal_classes"), ("normal_classes=[1,-2]", "normal_classes"),
      ("normal_classes=[2,2]", "normal_classes"), ("data.train_classes=[1]", "data.train_classes"),
      ("roc_points=1", "roc_points"), ("likelihood.samples=-1", "likelihood.samples")],
 )  # fmt: skip
@@ -91,6 +91,13 @@ def test_pca_baseline_separates_a_digit_from_the_rest(make_config):
 def test_invalid_anomaly_config_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(make_config([override], config_name="anomaly"))
+
+
+@pytest.mark.fast
+def test_a_normal_class_the_data_lack_is_named_before_any_training(make_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"normal_classes: \[12\] not among the test labels"):
+        run_anomaly(make_config([*TINY, "model=ae", "normal_classes=[3,12]", "logger=none"], config_name="anomaly"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_vae_is_also_scored_by_its_importance_sampled_likelihood(make_config, tmp_path):

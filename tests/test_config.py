@@ -71,7 +71,7 @@ def test_wrong_type_or_unknown_choice_is_rejected_while_composing(make_config, o
         ("model.beta=-1", "model.beta"),
         ("data.batch_size=-8", "data.batch_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
-        ("data.train_classes=[11]", "data.train_classes"),
+        ("data.train_classes=[-1]", "data.train_classes"),
         ("net.hidden_dims=[0]", "net.hidden_dims"),
         ("net=conv net.channels=[0,4]", "net.channels"),
         ("trainer.max_epochs=0", "trainer.max_epochs"),

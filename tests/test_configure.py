@@ -27,7 +27,7 @@ BAD_VALUES = [
     ("models.vae.lr", -1.0),
     ("classifier.max_epochs", 0),
     ("evaluate.iw_samples", 0),
-    ("anomaly.normal_classes", [11]),
+    ("anomaly.normal_classes", [-1]),
     ("anomaly.iw_samples", -5),
     ("probe.labels_per_class", [0]),
     ("probe.repeats", 0),
