@@ -38,6 +38,13 @@ def own_study(tmp_path: Path, build_data, params: dict) -> tuple[Path, dict, str
     return repo, env, run_command(["dvc", "repro"], repo, env)
 
 
+def one_model(data: str, name: str, net: str, latent_dim: int) -> dict:
+    """Params of a study of `data` (folder, arrays) with one model, `name` of its own kind, which
+    also gets the anomaly stage."""
+    entry = {"model": name, "net": net, "latent_dim": latent_dim, "lr": 4.0e-3}
+    return {"data.name": data, "models": {name: entry}, "anomaly.models": [name]}
+
+
 def metrics(repo: Path, path: str) -> dict[str, float]:
     return json.loads((repo / path).read_text())
 
@@ -73,11 +80,7 @@ def cancer_table(repo: Path) -> str:
 
 
 def test_a_colour_folder_runs_the_whole_study_with_conv_nets(tmp_path):
-    repo, env, _ = own_study(tmp_path, colour_photos, {
-        "data.name": "folder",
-        "models": {"vae": {"model": "vae", "net": "conv", "latent_dim": 8, "lr": 4.0e-3}},
-        "anomaly.models": ["vae"],
-    })
+    repo, env, _ = own_study(tmp_path, colour_photos, one_model("folder", "vae", "conv", 8))
     evaluated = metrics(repo, "reports/evaluate/metrics.json")
     assert {"vae/test/psnr", "vae/test/bits_per_dim", "vae/gen/fid"} <= set(evaluated)
     assert metrics(repo, "reports/probe/metrics.json")["probe/vae/n2/acc_mean"] > 0
@@ -92,11 +95,7 @@ def test_a_colour_folder_runs_the_whole_study_with_conv_nets(tmp_path):
 
 
 def test_an_anomaly_layout_gives_each_defects_auroc_in_the_report_and_in_mlflow(tmp_path):
-    repo, _, _ = own_study(tmp_path, anomaly_layout, {
-        "data.name": "folder",
-        "models": {"ae": {"model": "ae", "net": "mlp", "latent_dim": 4, "lr": 4.0e-3}},
-        "anomaly.models": ["ae"],
-    })
+    repo, _, _ = own_study(tmp_path, anomaly_layout, one_model("folder", "ae", "mlp", 4))
     found = metrics(repo, "reports/anomaly/ae/metrics.json")
     for case in ("defects", "defect_scratch", "defect_blob"):
         assert 0 <= found[f"anomaly/ae/auroc/{case}"] <= 1 and 0 <= found[f"anomaly/pca4/auroc/{case}"] <= 1
@@ -109,11 +108,7 @@ def test_an_anomaly_layout_gives_each_defects_auroc_in_the_report_and_in_mlflow(
 
 
 def test_a_table_of_vectors_runs_the_one_class_protocol_beside_the_baselines(tmp_path):
-    repo, _, output = own_study(tmp_path, cancer_table, {
-        "data.name": "arrays",
-        "models": {"vae": {"model": "vae", "net": "mlp", "latent_dim": 4, "lr": 4.0e-3}},
-        "anomaly.models": ["vae"],
-    })
+    repo, _, output = own_study(tmp_path, cancer_table, one_model("arrays", "vae", "mlp", 4))
     found = metrics(repo, "reports/anomaly/vae/metrics.json")
     benign = 1  # scikit-learn's target: 0 malignant, 1 benign
     assert found[f"anomaly/pixels_lof/auroc/class_{benign}"] > 0.8

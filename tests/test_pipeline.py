@@ -162,7 +162,7 @@ def test_a_bad_param_fails_in_one_line_and_changes_nothing(study, args, message)
     repo, env, _ = study
     before = outputs_bytes(repo)
     result = subprocess.run(["dvc", "exp", "run", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    run(["git", "checkout", "params.yaml"], repo, env)
+    run(["git", "checkout", "HEAD", "--", "params.yaml"], repo, env)  # the index too: a failed experiment may have staged it
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert message in output and len([line for line in output.splitlines() if line.startswith("error:")]) <= 1, output
