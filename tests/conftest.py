@@ -200,6 +200,20 @@ def study_env() -> dict[str, str]:
     return env
 
 
+def stage_processes(repo: Path, entry_point: str) -> list[int]:
+    """Processes whose command line runs the stage's entry point in `repo` (its shell included)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if entry_point in command and cwd == str(repo):
+            found.append(int(proc.name))
+    return found
+
+
 @pytest.fixture(scope="session")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     """A git repository holding a copy of the project with tiny params, after one `dvc repro`

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pytest
 from mlflow import MlflowClient
 
-from conftest import STUDY_PARAMS, copy_project, run_command, set_params, study_env
+from conftest import STUDY_PARAMS, copy_project, run_command, set_params, stage_processes, study_env
 
 KILL_AFTER_S = (0.5, 1, 2, 5)  # after DVC prints `Running stage '<stage>'`
 GONE_WITHIN_S = 5
@@ -34,20 +34,6 @@ STAGES = [
     Stage("train@vae", "pipelines/train.py", "models/vae/metrics.json", ("models/vae/checkpoints", "models/vae/metrics.json"), r"train/vae"),
     Stage("anomaly@vae", "pipelines/anomaly.py", "reports/anomaly/vae/metrics.json", ("reports/anomaly/vae/metrics.json", "outputs/dvc/anomaly/vae"), r"anomaly/vae/class_\d+"),
 ]
-
-
-def stage_processes(repo: Path, entry_point: str) -> list[int]:
-    """Processes whose command line runs the stage's entry point in `repo` (its shell included)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if entry_point in command and cwd == str(repo):
-            found.append(int(proc.name))
-    return found
 
 
 def kill_dvc_after(repo: Path, env: dict[str, str], stage: Stage, seconds: float) -> None:

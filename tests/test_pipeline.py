@@ -7,13 +7,12 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import run_command as run
+from conftest import run_command as run, stage_processes
 
 OTHER_STAGES = {"configure", "prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
 VAE_BRANCH = {"configure", "train@vae", "anomaly@vae", "evaluate", "probe", "report"}
@@ -197,20 +196,6 @@ def test_every_use_has_its_number_in_dvc_metrics(study):
     assert summary.startswith("Summary") and "| Generation: FID of prior samples" in summary
 
 
-def training_processes(repo) -> list[int]:
-    """Processes whose command line runs the train entry point of `repo`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if "pipelines/train.py" in command and cwd == str(repo):
-            found.append(int(proc.name))
-    return found
-
-
 @pytest.mark.slow
 def test_killing_dvc_ends_its_training_and_the_rerun_logs_each_epoch_once(study):
     repo, env, _ = study
@@ -226,9 +211,9 @@ def test_killing_dvc_ends_its_training_and_the_rerun_logs_each_epoch_once(study)
     os.kill(dvc.pid, signal.SIGKILL)  # dvc alone: its shell and training are left to notice
     dvc.wait()
     killed_at = time.monotonic()
-    while training_processes(repo) and time.monotonic() < killed_at + 5:
+    while stage_processes(repo, "pipelines/train.py") and time.monotonic() < killed_at + 5:
         time.sleep(0.2)
-    assert not training_processes(repo), "a training outlived the dvc that started it by 5 s"
+    assert not stage_processes(repo, "pipelines/train.py"), "a training outlived the dvc that started it by 5 s"
     run(["dvc", "repro", "train@vae"], repo, env)
     rows = (repo / "models/vae/history.csv").read_text().strip().splitlines()[1:]
     assert len(rows) == epochs
