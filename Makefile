@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
-export MLFLOW_DISABLE_TELEMETRY ?= true  # `make ui` too (the stages set it themselves: aevae.tracking)
+export MLFLOW_DISABLE_TELEMETRY ?= true  # `make ui` too (the stages set it themselves: aevae.records.tracking)
 # `make remote`: the directory that `dvc push` fills and `dvc pull` reads (for a team: a shared file system)
 DVC_STORE ?= ../aevae-dvc-store
 # `make exps`: the columns of `dvc exp show` to keep (a regular expression over the column names)
@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-repro: setup  # then each stage's wall time, from its MLflow run (aevae.timings)
-	$(VENV)/bin/dvc repro; status=$$?; $(PY) -m aevae.timings; exit $$status
+repro: setup  # then each stage's wall time, from its MLflow run (aevae.records.timings)
+	$(VENV)/bin/dvc repro; status=$$?; $(PY) -m aevae.records.timings; exit $$status
 
 reference: setup  # the reference study (studies/reference): published numbers beside ours
 	$(VENV)/bin/dvc repro studies/reference/dvc.yaml

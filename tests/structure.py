@@ -3,7 +3,7 @@ files an entry point composes. Shared by the structure tests."""
 
 from pathlib import Path
 
-from aevae import code_deps
+from aevae.run import code_deps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from aevae import study
+from aevae.config import study
 from aevae.errors import ConfigError
 from aevae.stages.configure import stage_overrides
 from conftest import CONF_DIR, REPO_ROOT, set_params

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from aevae import resume
+from aevae.run import resume
 from aevae.errors import TrainingError
 from aevae.io import write_atomic
 from aevae.models import MODELS, Autoencoder

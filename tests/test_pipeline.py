@@ -98,7 +98,7 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     "path, old, new, marked",
     [
         ("conf/data/digits.yaml", "batch_size: 64", "batch_size: 32", {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "prepare", "classifier", "evaluate", "probe"}),
-        ("src/aevae/report.py", '"""The study report', '"""The report', {"report"}),
+        ("src/aevae/reporting/report.py", '"""The study report', '"""The report', {"report"}),
     ],
     ids=["data config", "report code"],
 )

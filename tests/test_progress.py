@@ -11,8 +11,8 @@ import time
 import lightning as L
 import pytest
 
-from aevae.devices import native_bf16, resolve_precision
-from aevae.progress import ProgressLines, announce
+from aevae.run.devices import native_bf16, resolve_precision
+from aevae.run.progress import ProgressLines, announce
 from aevae.stages.train import build_trainer
 from aevae.stages.train import run as train
 from conftest import REPO_ROOT

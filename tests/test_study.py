@@ -4,7 +4,7 @@ bad budget or list of one-class models refused in one line that names the key.""
 import pytest
 import yaml
 
-from aevae import study
+from aevae.config import study
 from aevae.errors import ConfigError
 
 from conftest import REPO_ROOT

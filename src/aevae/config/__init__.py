@@ -46,7 +46,7 @@ from aevae.config.schemas import (
     check_budget,
 )
 from aevae.errors import ConfigError, require
-from aevae.sweeps import register_resolvers
+from aevae.run.sweeps import register_resolvers
 
 # stage -> the name of its schema, registered as `<stage>_schema`
 STAGE_SCHEMAS: dict[str, str] = {

@@ -53,7 +53,7 @@ class Binarization(StrEnum):
 
 
 class Progress(StrEnum):
-    """What a training shows while it runs (`aevae.progress`)."""
+    """What a training shows while it runs (`aevae.run.progress`)."""
 
     auto = "auto"  # a live bar when stdout is a terminal, else lines
     bar = "bar"  # Lightning's rich bar: epoch, step, loss, time left
@@ -62,7 +62,7 @@ class Progress(StrEnum):
 
 
 # Lightning's precisions, and `auto`: bf16 autocast where the CPU computes bf16 natively
-# (`aevae.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
+# (`aevae.run.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 

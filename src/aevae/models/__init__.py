@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aevae.checkpoints import read_checkpoint
+from aevae.run.checkpoints import read_checkpoint
 from aevae.models.ae import Autoencoder
 from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.ssvae import SemiSupervisedVAE, SSVAEConfig

@@ -18,8 +18,8 @@ from hydra import compose
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from aevae import study
-from aevae.code_deps import entry_point_code
+from aevae.config import study
+from aevae.run.code_deps import entry_point_code
 from aevae.config import register_configs, validate
 from aevae.errors import ConfigError, hydra_message
 from aevae.io import write_atomic

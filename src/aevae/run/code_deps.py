@@ -85,9 +85,10 @@ def source_md5() -> str:
     """One md5 over this package's sources and the project's configs (`src/aevae/**/*.py`,
     `conf/**/*.yaml`): what a finished or interrupted training must share with the code that
     runs now to be trusted or resumed."""
-    src = Path(__file__).resolve().parent
-    files = sorted(src.rglob("*.py")) + sorted((src.parents[1] / "conf").rglob("*.yaml"))
+    package = Path(__file__).resolve().parents[1]
+    root = package.parents[1]
+    files = sorted(package.rglob("*.py")) + sorted((root / "conf").rglob("*.yaml"))
     digest = hashlib.md5()
     for path in files:
-        digest.update(path.relative_to(src.parents[1]).as_posix().encode() + b"\0" + path.read_bytes())
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
