@@ -97,7 +97,7 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
 @pytest.mark.parametrize(
     "path, old, new, marked",
     [
-        ("conf/data/digits.yaml", "batch_size: 64", "batch_size: 32", {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "prepare", "classifier", "evaluate", "probe"}),
+        ("conf/data/digits.yaml", "batch_size: 512", "batch_size: 32", {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "prepare", "classifier", "evaluate", "probe"}),
         ("src/aevae/reporting/report.py", '"""The study report', '"""The report', {"report"}),
     ],
     ids=["data config", "report code"],
@@ -126,7 +126,7 @@ def latest_run(repo, name: str):
 @pytest.mark.slow
 def test_a_vae_param_reaches_its_run_and_reruns_only_the_vae_branch(study):
     repo, env, _ = study
-    output = run(["dvc", "exp", "run", "-S", "models.vae.lr=0.003"], repo, env)
+    output = run(["dvc", "exp", "run", "-S", "+models.vae.lr=0.003"], repo, env)
     assert stages_run(output) == VAE_BRANCH
     assert "models.vae.lr" in run(["dvc", "params", "diff"], repo, env)
     assert latest_run(repo, "train/vae").data.params["model.lr"] == "0.003"
@@ -152,7 +152,7 @@ def outputs_bytes(repo) -> dict[str, bytes]:
     [
         (["-S", "+seeed=1"], "error: params.yaml seeed: unknown key (did you mean seed?)"),
         (["-S", "+models.vae.lrr=0.003"], "error: params.yaml models.vae.lrr: not a key of vae's model, net, trainer or data config (did you mean lr?)"),
-        (["-S", "models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
+        (["-S", "+models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
         (["-S", "models.vae.lrr=0.003"], "Could not override 'models.vae.lrr'"),  # refused by DVC itself: a key params.yaml lacks needs `+`
     ],
     ids=["top-level typo", "entry typo", "wrong type", "typo without +"],
