@@ -6,7 +6,7 @@ A stage is `<stage>[/<name>]` -> (its entry point's config name, its overrides);
 (config key, params.yaml key, value), so that a bad value is reported at the key the user wrote.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,4 +94,4 @@ def load(name: str, path: str | Path) -> ReferenceParams | SpritesParams:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
-        raise ConfigError(f"{path} {key}: {str(exc).splitlines()[0]}; valid keys: {', '.join(f.name for f in fields(schema))}") from exc
+        raise ConfigError(f"{path} {key}: {str(exc).splitlines()[0]}") from exc
