@@ -68,7 +68,7 @@ def imported_modules(src: Path, path: Path) -> set[str]:
 def named_siblings(path: Path) -> set[Path]:
     """The source files beside `path` that it names in a string (`"mlflow_model_code.py"`)."""
     names = {node.value for node in ast.walk(parsed(path)) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-    return {path.with_name(name) for name in names if name.endswith(".py") and "/" not in name and path.with_name(name).is_file()}
+    return {path.with_name(name) for name in names if re.fullmatch(r"\w+\.py", name) and path.with_name(name).is_file()}
 
 
 def with_parents(module: str) -> set[str]:
