@@ -129,8 +129,8 @@ def test_a_code_or_config_edit_marks_exactly_the_stages_that_run_it(study):
             file.write_bytes(original)
     run(["dvc", "repro", "configure"], repo, env)
     assert "up to date" in run(["dvc", "status"], repo, env).lower()
-    wrong = {path: {"marked": sorted(marked[path]), "expected": sorted(expected)} for path, expected in EDITS if marked[path] != expected}
-    assert not wrong, wrong
+    wrong = [f"{path}: marked {sorted(marked[path])}, expected {sorted(expected)}" for path, expected in EDITS if marked[path] != expected]
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.slow
