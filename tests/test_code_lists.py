@@ -11,7 +11,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from aevae.config import register_configs, study
-from aevae.stages.configure import DEFAULT_STUDY, other_study_overrides, stage_overrides, stages_code
+from aevae.config.studies import DEFAULT_STUDY
+from aevae.stages.configure import other_study_overrides, stage_overrides, stages_code
 from structure import CONF, DVC_FILES, REPO_ROOT, SRC, configure_args, import_closure
 
 

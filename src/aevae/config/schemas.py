@@ -201,9 +201,9 @@ class ConfigureConfig:
     stage: str = MISSING
 
     def __post_init__(self) -> None:
-        from aevae.config.studies import STUDIES
+        from aevae.config.studies import DEFAULT_STUDY, STUDIES
 
-        valid = ["default", *STUDIES]
+        valid = [DEFAULT_STUDY, *STUDIES]
         require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 

@@ -78,7 +78,8 @@ class SpritesParams:
         return stages
 
 
-STUDIES = {"reference": ReferenceParams, "sprites": SpritesParams}
+DEFAULT_STUDY = "default"  # the configure stage's `study` of the root params.yaml (aevae.config.study)
+STUDIES = {"reference": ReferenceParams, "sprites": SpritesParams}  # `study` -> its params' schema
 
 
 def load(name: str, path: str | Path) -> ReferenceParams | SpritesParams:

@@ -29,7 +29,6 @@ from aevae.workspace import best_checkpoint
 log = logging.getLogger(__name__)
 
 HEADER = "# Written by the configure stage from {params} (edit that, not this): the overrides of {stage}."
-DEFAULT_STUDY = "default"  # `study`: the study of params.yaml (aevae.config.study); else one of aevae.config.studies
 CODE_HEADER = "# The code it runs (md5); DVC re-runs the stage when one of these changes:"
 
 
@@ -146,7 +145,7 @@ def run(cfg: Any) -> dict[str, float]:
     """Check `cfg.params` (of study `cfg.study`); write every stage's overrides file under
     `cfg.output_dir` (removing the files of models no longer listed). Returns no metrics."""
     validate(cfg)
-    if cfg.study == DEFAULT_STUDY:
+    if cfg.study == studies.DEFAULT_STUDY:
         params = study.load(cfg.params)
         register_configs()  # the configs of the stages that follow, which it composes
         stages = stage_overrides(params, cfg.models_dir)
