@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from aevae.config import study
+from aevae.config import studies, study
 from aevae.errors import ConfigError
 from aevae.stages.configure import stage_overrides
 from conftest import CONF_DIR, REPO_ROOT, set_params
@@ -68,3 +68,33 @@ def test_the_configure_entry_point_refuses_a_bad_params_key_in_one_line_before_w
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.strip() == message, result.stderr[-3000:]
     assert not (tmp_path / "overrides").exists()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("sprites", {"modelz": {}}, "modelz: Key 'modelz' not in 'SpritesParams'"),
+        ("sprites", {"models.vae_seed0.beta": "high"}, "models.vae_seed0.beta: Value 'high' of type 'str' could not be converted to Float"),
+        ("reference", {"recipes.m2.experment": "ref_m2"}, "recipes.m2.experment: Key 'experment' not in 'Recipe'"),
+    ],
+    ids=["unknown key", "wrong type", "recipe typo"],
+)
+def test_a_study_params_file_with_a_bad_key_is_one_line_naming_it(tmp_path, name, change, message):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "studies" / name / "params.yaml").read_text())
+    set_params(params, change)
+    with pytest.raises(ConfigError) as error:
+        studies.load(name, params)
+    assert str(error.value).startswith(f"{params} {message}") and "\n" not in str(error.value), error.value
+
+
+@pytest.mark.fast
+def test_a_recipe_is_one_entry_of_the_reference_params(tmp_path):
+    """A recipe listed in studies/reference/params.yaml gets its stage and its row of the report."""
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "studies/reference/params.yaml").read_text())
+    set_params(params, {"recipes.again": {"experiment": "ref_iwae_vae", "model": "vae"}})
+    stages = studies.load("reference", params).stages("reports/reference")
+    assert stages["recipe/again"] == ("reference", [("experiment", "recipes.again.experiment", "ref_iwae_vae"), ("model", "recipes.again.model", "vae"), ("budget", "budget", "cpu"), ("trainer", "trainer", "cpu")])
+    assert stages["report"][1][0][2][-1] == "reports/reference/again"
