@@ -60,6 +60,8 @@ class SpritesParams:
     trainer: str = MISSING
     net: str = MISSING
     latent_dim: int = MISSING
+    lr: float = MISSING
+    lr_schedule: str = MISSING
     epochs: int = MISSING
     models: dict[str, SpritesModel] = MISSING
 
@@ -72,6 +74,7 @@ class SpritesParams:
             stages[f"train/{name}"] = ("train", [
                 ("data", "data", "sprites"), ("model", f"{where}.model", entry.model), ("net", "net", self.net), ("trainer", "trainer", self.trainer),
                 ("model.beta", f"{where}.beta", entry.beta), ("model.latent_dim", "latent_dim", self.latent_dim),
+                ("model.lr", "lr", self.lr), ("model.lr_schedule", "lr_schedule", self.lr_schedule),
                 ("trainer.max_epochs", "epochs", self.epochs), ("seed", f"{where}.seed", entry.seed),
             ])  # fmt: skip
         stages["disentangle"] = ("disentangle", [(f"+models.{name}", f"models.{name}", best_checkpoint(Path(models_dir) / name)) for name in self.models])
