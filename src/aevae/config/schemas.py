@@ -321,7 +321,8 @@ class AnomalyConfig(TrainConfig):
     normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
-    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
+    complexity: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a function: images (N, C, H, W) -> their complexity (N,)
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>, error_per_<complexity>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -339,7 +340,10 @@ class AnomalyConfig(TrainConfig):
         for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        for name, node in self.complexity.items():
+            require(isinstance(node, dict) and "_target_" in node, f"complexity.{name}", "give a `_target_` (a function of images (N, C, H, W) -> (N,)) and its arguments")
         methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        methods += [f"error_per_{name}" for name in self.complexity]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")

@@ -65,7 +65,9 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
     importance-sampled -log p(x); `<model>_<latent|residual>_<detector>`, each detector of
-    `features.latent` / `features.residual` fitted on the features (`model_features`) of `normal_train`."""
+    `features.latent` / `features.residual` fitted on the features (`model_features`) of
+    `normal_train`; `<model>_error_per_<name>` (images only), the squared error of the mean
+    reconstruction divided by each image's complexity by `complexity.<name>`."""
     label, batch = cfg.model.label, cfg.data.eval_batch_size
     scores = {label: map_batches(model.score_anomaly, images, batch).double().cpu()}
     if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
@@ -76,6 +78,10 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     for features in ("latent", "residual"):
         found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
         scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
+    if images.dim() == 4:  # vectors have no neighbouring pixels: data_facts.SKIP_VECTORS["complexity"]
+        error = torch.from_numpy((scored["residual"] ** 2).sum(1))
+        for name, node in cfg.complexity.items():
+            scores[f"{label}_error_per_{name}"] = error / instantiate(node, _partial_=True)(images).cpu().double().clamp_min(1e-12)
     return scores
 
 
@@ -164,6 +170,8 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {})
         write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv([])))
         return {}
+    if cfg.complexity and "complexity" in skipped(splits):
+        log.warning("%s/%s: %s", cfg.stage, cfg.model.label, skipped(splits)["complexity"])
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
     data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}
