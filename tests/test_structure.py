@@ -3,6 +3,7 @@ Lightning API, thin entry points, complete DVC dependencies, exactly pinned stac
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -147,6 +148,13 @@ def test_dvc_stage_depends_on_every_file_it_imports_and_composes(name):
         needed.add(REPO_ROOT / "conf" / "experiment")
     missing = sorted(str(path.relative_to(REPO_ROOT)) for path in needed if not covered(path, deps))
     assert not missing, f"dvc.yaml stage {name!r} lacks deps {missing}"
+
+
+def test_the_code_a_config_names_by_target_is_part_of_the_entry_points_code():
+    from aevae.code_deps import entry_point_code
+
+    code = entry_point_code(REPO_ROOT, REPO_ROOT / "pipelines" / "anomaly.py")  # nothing imports complexity.py: conf/anomaly_methods.yaml names it
+    assert Path("src/aevae/evaluation/complexity.py") in code and Path("conf/anomaly_methods.yaml") in code
 
 
 def test_stack_packages_are_pinned_exactly():

@@ -72,12 +72,23 @@ def composed_config_paths(conf: Path, name: str) -> set[Path]:
     return paths
 
 
+def target_files(src: Path, config: Path) -> set[Path]:
+    """The `aevae` files that a config's Hydra `_target_`s (`aevae.<module>.<name>`) run: each
+    module and its import closure."""
+    modules = {target.rsplit(".", 1)[0] for target in re.findall(rf"_target_:\s*[\"']?({PACKAGE}\.[\w.]+)", config.read_text())}
+    files = {module_file(src, name) for module in modules for name in with_parents(module)} - {None}
+    return files.union(*(import_closure(src, path) for path in files))
+
+
 def entry_point_code(root: Path, entry_point: Path) -> list[Path]:
     """The files, relative to the project `root`, that running `entry_point` reads as code or
-    config: itself, its import closure and its composed configs (group folders as their files)."""
+    config: itself, its import closure, its composed configs (group folders as their files) and
+    the code their `_target_`s name."""
     paths = {entry_point} | import_closure(root / "src", entry_point)
     for path in composed_config_paths(root / "conf", config_name(entry_point)):
         paths |= set(path.rglob("*.yaml")) if path.is_dir() else {path}
+    for path in [path for path in paths if path.suffix == ".yaml"]:
+        paths |= target_files(root / "src", path)
     return sorted(path.relative_to(root) for path in paths)
 
 
