@@ -76,6 +76,18 @@ def toy_images(n: int, shift: float, generator: torch.Generator, direction: torc
     return images.clamp(0, 1).reshape(n, 1, 16, 16)
 
 
+def fit(model, images: torch.Tensor, steps: int, generator: torch.Generator) -> None:
+    """Train `model` on `images` for `steps` Adam steps of 64 random images."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = images[torch.randint(0, len(images), (64,), generator=generator)]
+        loss = model.loss_terms(batch, batch)["loss"].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def test_latent_detectors_need_a_trained_encoder(make_config):
     cfg = make_config([*TINY, "model=ae"], config_name="anomaly")
     generator = torch.Generator().manual_seed(0)
@@ -93,14 +105,7 @@ def test_latent_detectors_need_a_trained_encoder(make_config):
         return {method: roc_auc_score(targets, scores[method]) for method in methods}
 
     before = auroc()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(800):
-        batch = normal[torch.randint(0, len(normal), (64,), generator=generator)]
-        loss = model.loss_terms(batch, batch)["loss"].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit(model, normal, 800, generator)
     after = auroc()
     assert all(value < 0.65 for value in before.values()), before  # near chance
     assert all(value > 0.93 for value in after.values()), after
@@ -135,16 +140,9 @@ def test_the_error_per_complexity_needs_a_trained_model(make_config):
         return roc_auc_score(targets, model_scores(model.eval(), test, normal, cfg, detectors_of(cfg))["ae_error_per_tv"])
 
     before = auroc()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(400):
-        batch = normal[torch.randint(0, len(normal), (64,), generator=generator)]
-        loss = model.loss_terms(batch, batch)["loss"].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit(model, normal, 300, generator)
     after = auroc()
-    assert 0.35 < before < 0.65 and after > 0.95, (before, after)
+    assert 0.35 < before < 0.65 and after > 0.95, (before, after)  # 0.47 and 1.0 here
 
 
 @pytest.mark.fast
