@@ -101,15 +101,16 @@ def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int
 
 def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
-    names methods, `<model>_ensemble`: their sum, each standardised on the case's normal
-    validation images), then the baselines'."""
+    names methods, `<model>_ensemble`: the sum of those the data allow, each standardised on the
+    case's normal validation images), then the baselines'."""
     (train_images, train_labels), (val_images, val_labels), (test_images, _) = data["train"], data["val"], data["test"]
     normal_train = train_images[torch.isin(train_labels, torch.tensor(case.normal, device=train_labels.device))]
     normal_val = val_images[torch.isin(val_labels, torch.tensor(case.normal, device=val_labels.device))]
     both = model_scores(model, torch.cat([test_images, normal_val]), normal_train, cfg, detectors)
     scores = {method: values[: len(test_images)] for method, values in both.items()}
     if cfg.ensemble:
-        chosen = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        named = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        chosen = [method for method in named if method in both]  # vectors have no error_per_<complexity>: SKIP_VECTORS says so
         held_out = {method: both[method][len(test_images) :] for method in chosen}
         scores[f"{cfg.model.label}_ensemble"] = standardized_sum({method: scores[method] for method in chosen}, held_out)
     n_components = resolve_pca_components(cfg.pca_components, {cfg.model.label: model})
