@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae import report
+from aevae.reporting import report
 from aevae.evaluation.anomaly import detection_metrics, one_class_cases, pca_scores, roc_points
 from aevae.evaluation.pca import fit_pca
 from aevae.models import load_model

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.svm import OneClassSVM
 
-from aevae import report
+from aevae.reporting import report
 from aevae.config import AnomalyProtocol, validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError

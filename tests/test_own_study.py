@@ -41,7 +41,7 @@ def own_study(tmp_path: Path, build_data, params: dict) -> tuple[Path, dict, str
 def one_model(data: str, name: str, net: str, latent_dim: int) -> dict:
     """Params of a study of `data` (folder, arrays) with one model, `name` of its own kind, which
     also gets the anomaly stage."""
-    entry = {"model": name, "net": net, "latent_dim": latent_dim, "lr": 4.0e-3}
+    entry = {"model": name, "net": net, "latent_dim": latent_dim}
     return {"data.name": data, "models": {name: entry}, "anomaly.models": [name]}
 
 

@@ -19,7 +19,7 @@ from aevae.config.schemas import (
     TrainerConfig,
 )
 from aevae.errors import require
-from aevae.models import MODELS
+from aevae.models import model_class
 from aevae.models.classifier import ClassifierConfig
 
 
@@ -69,4 +69,4 @@ class ReferenceConfig(AnomalyConfig):
             require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
         if self.task == ReferenceTask.semi_supervised:
             require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
-            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+            require(model_class(self.model.name).supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")

@@ -53,7 +53,7 @@ class Binarization(StrEnum):
 
 
 class Progress(StrEnum):
-    """What a training shows while it runs (`aevae.progress`)."""
+    """What a training shows while it runs (`aevae.run.progress`)."""
 
     auto = "auto"  # a live bar when stdout is a terminal, else lines
     bar = "bar"  # Lightning's rich bar: epoch, step, loss, time left
@@ -62,7 +62,7 @@ class Progress(StrEnum):
 
 
 # Lightning's precisions, and `auto`: bf16 autocast where the CPU computes bf16 natively
-# (`aevae.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
+# (`aevae.run.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
@@ -174,11 +174,11 @@ class TrainConfig:
     compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
 
     def __post_init__(self) -> None:
-        from aevae.models import MODELS  # the LightningModules: imported by a stage that trains
+        from aevae.models import model_class  # the LightningModules: imported by a stage that trains
         from aevae.nets import NETS
 
-        require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
-        require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
+        schema = model_class(self.model.name).config_class  # ConfigError on an unknown kind
+        require(isinstance(self.model, schema), "model", f"not a {schema.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
         require(isinstance(self.net, NETS[self.net.name].config), "net", f"not a {NETS[self.net.name].config.__name__}")
 
@@ -195,9 +195,16 @@ class GenerationConfig:
 @dataclass
 class ConfigureConfig:
     params: str = MISSING  # the study's params.yaml
-    models_dir: str = MISSING  # the train stage's models/<name>/ folders
+    study: str = MISSING  # default (the root study) | reference | sprites: which study's params.yaml
+    models_dir: str = MISSING  # the trained models' (or recipes' results') <name>/ folders, which later stages read
     output_dir: str = MISSING  # the overrides files
     stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        from aevae.config.studies import DEFAULT_STUDY, STUDIES
+
+        valid = [DEFAULT_STUDY, *STUDIES]
+        require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 
 @dataclass

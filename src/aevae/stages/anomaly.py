@@ -29,7 +29,7 @@ from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
 from aevae.errors import ConfigError
 from aevae.models import BaseAutoencoder, Capability, load_model
-from aevae.progress import announce
+from aevae.run.progress import announce
 from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 from aevae.stages.data_facts import class_names, has_labels, skipped

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
-from aevae.devices import check_device
+from aevae.run.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures

@@ -34,14 +34,14 @@ from omegaconf import DictConfig, OmegaConf
 from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
-from aevae.devices import describe
+from aevae.run.devices import describe
 from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
 from aevae.io import write_json
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
-from aevae.progress import announce
+from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
