@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
-from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.data import InMemoryDataModule
 from aevae.data.subsets import labelled_subset
 from aevae.devices import describe
 from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
@@ -43,6 +43,7 @@ from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.progress import announce
 from aevae.stages import anomaly, classifier, train
+from aevae.stages.codes import load_data
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
 Metrics = dict[str, float]
@@ -66,7 +67,7 @@ def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, 
     seeded = seed_config(cfg, TrainConfig, seed)
     train.run(seeded, parent=parent)
     model = load_model(Path(seeded.output_dir) / "checkpoints" / "best.ckpt").eval()
-    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=seed)
+    datamodule = InMemoryDataModule(load_data(cfg.data), cfg.data, seed=seed)
     datamodule.setup()
     return model, datamodule
 
