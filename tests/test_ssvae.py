@@ -20,7 +20,7 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import detection_metrics
-from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, fit_supervised
+from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, conditional_samples, fit_supervised
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.models import MODELS, Capability, build_model, load_model
 from aevae.models.classifier import load_classifier
@@ -181,7 +181,7 @@ def test_trained_samples_show_the_digit_asked_for_more_often_than_untrained(trai
     scores = {}
     for name in ("model", "untrained"):
         torch.manual_seed(0)
-        scores[name] = conditional_metrics(trained[name], trained["judge"], test_images, test_labels, per_class=30, batch_size=512)
+        scores[name] = conditional_metrics(*conditional_samples(trained[name], 30, 512), trained["judge"], test_images, test_labels, batch_size=512)
     assert scores["model"]["gen/accuracy"] > scores["untrained"]["gen/accuracy"] + 0.2
     assert scores["untrained"]["gen/accuracy"] < 0.35  # an untrained decoder ignores the class asked for
     assert {f"gen/fid/digit_{d}" for d in range(10)} <= scores["model"].keys()

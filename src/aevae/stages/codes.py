@@ -3,10 +3,11 @@
 The checkpoint (`data.path`) records the data config its model was trained with; those images,
 with their split and binarization (a dynamic one drawn once), go through the model's posterior
 q(z|x). The units whose posterior mean varies over the training images (the active units, Burda
-et al. 2015's criterion) become the vectors, each image keeping its label and split
+et al. 2015's criterion; where none is, the means of all of them) become the vectors, each image keeping its label and split
 (`aevae.data.codes`). The stages that train (train, reference) read their data through `load_data`.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from aevae.data.source import Source
 from aevae.errors import DataError
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior, posterior_mean_variance
 from aevae.models import Capability, load_model
+
+log = logging.getLogger(__name__)
 
 
 def images_config(checkpoint: Path) -> Any:
@@ -52,9 +55,11 @@ def read_codes(data_cfg: Any) -> Source:
         mu, logvar = posterior(model, split_images, data_cfg.eval_batch_size)
         means[split], stds[split], labels[split] = mu, (0.5 * logvar).exp(), split_labels
     units = torch.nonzero(posterior_mean_variance(means["train"]) > ACTIVE_UNIT_THRESHOLD).flatten()
+    draw = data_cfg.codes == CodeKind.sample
     if len(units) == 0:
-        raise DataError(f"{checkpoint}: no unit of the model's code is active (its posterior means do not vary with the image); train it longer or with a smaller beta")
-    return codes_source(checkpoint, means, stds if data_cfg.codes == CodeKind.sample else None, labels, images.splits.class_names, units)
+        log.warning("%s: no unit of the model's code is active (an untrained model?); the codes are the posterior means of all its units", checkpoint)
+        units, draw = torch.arange(means["train"].shape[1]), False  # a draw would be noise blown up by the standardisation
+    return codes_source(checkpoint, means, stds if draw else None, labels, images.splits.class_names, units)
 
 
 def load_data(data_cfg: Any) -> Splits:
