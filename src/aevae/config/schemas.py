@@ -127,6 +127,7 @@ class DataConfig:
         if name == Dataset.codes:
             for key in ("image_size", "channels"):
                 require(getattr(self, key) is None, f"data.{key}", "applies to images; data=codes are vectors, set it to null")
+            require(self.prepared is None, "data.prepared", "data=codes are read from the model's checkpoint (data.path); set it to null")
         require(name == Dataset.codes or self.codes == CodeKind.mean, "data.codes", f"applies to data=codes (a model's codes), not to {name}; leave it at mean")
 
     def require_path(self) -> None:

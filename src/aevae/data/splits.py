@@ -33,9 +33,9 @@ class Splits:
     Vectors (tabular data, `is_vectors`) are float32 (N, D), standardised with the training
     split's `feature_mean` and `feature_std`. Labels are -1 throughout where the data has none
     (`has_labels`). The keys past `factors` are written to the file only where they are set, so
-    the built-in data sets' files keep their bytes. A model's codes (data=codes) are vectors that
-    also record which units of the code they hold and, to be drawn afresh, each value's posterior
-    std (`noise_std`).
+    the built-in data sets' files keep their bytes. A model's codes (data=codes, read from the
+    model, never from a file) are vectors that also hold which units of the code they are and, to
+    be drawn afresh, each value's posterior std (`noise_std`).
     """
 
     dataset: str
@@ -167,9 +167,7 @@ def save_splits(splits: Splits, path: str | Path) -> Path:
         "manifest_md5": splits.manifest_md5,
         "feature_mean": splits.feature_mean,
         "feature_std": splits.feature_std,
-        "code_units": splits.code_units,
     }
-    payload |= {f"{name}_noise_std": noise for name, noise in splits.noise_std.items()}
     payload |= {key: value for key, value in optional.items() if value is not None and not (isinstance(value, (list, str)) and not value)}
     return save_tensors(path, payload)
 
@@ -195,8 +193,6 @@ def load_splits(path: str | Path) -> Splits:
         splits.normal_label = None if payload.get("normal_label") is None else int(payload["normal_label"])
         splits.source, splits.manifest_md5 = str(payload.get("source", "")), str(payload.get("manifest_md5", ""))
         splits.feature_mean, splits.feature_std = payload.get("feature_mean"), payload.get("feature_std")
-        splits.noise_std = {name: payload[f"{name}_noise_std"] for name in SPLIT_NAMES if f"{name}_noise_std" in payload}
-        splits.code_units = payload.get("code_units")
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path}: prepared data file lacks {exc}") from exc
     _check(splits, path)
@@ -211,9 +207,6 @@ def _check(splits: Splits, path: Path) -> None:
         kind_ok = (images.dtype, images.ndim) == ((torch.float32, 2) if vectors else (torch.uint8, 4))
         if not kind_ok or images.shape[1:] != splits.images["train"].shape[1:] or labels.dtype != torch.int64 or labels.shape != (len(images),):
             raise DataError(f"{path}: split {name!r} has inconsistent images/labels")
-        noise = splits.noise_std.get(name)
-        if noise is not None and (noise.dtype != torch.float32 or noise.shape != images.shape or not vectors):
-            raise DataError(f"{path}: split {name!r} has an inconsistent noise_std")
         factors = splits.factors.get(name)
         if factors is not None and (factors.dtype != torch.int64 or factors.shape != (len(labels), len(splits.factor_names))):
             raise DataError(f"{path}: split {name!r} has inconsistent factors")
@@ -230,8 +223,6 @@ def _check(splits: Splits, path: Path) -> None:
     for stat in (splits.feature_mean, splits.feature_std):
         if (stat is None) == vectors or (stat is not None and (stat.dtype != torch.float32 or stat.shape != shape)):
             raise DataError(f"{path}: vectors need their feature mean and std (and images none)")
-    if splits.code_units is not None and (splits.code_units.dtype != torch.int64 or splits.code_units.shape != shape):
-        raise DataError(f"{path}: code_units does not match the vectors")
 
 
 def load_or_prepare(data_cfg: Any) -> Splits:

@@ -43,6 +43,8 @@ def images_config(checkpoint: Path) -> Any:
 def read_codes(data_cfg: Any) -> Source:
     """The codes of the images of the model whose checkpoint is `data_cfg.path`: posterior means,
     with the posterior stds beside them for `data.codes: sample`."""
+    if data_cfg.path is None:
+        raise DataError("data.path: data=codes needs a trained model's checkpoint (e.g. models/vae/checkpoints/best.ckpt)")
     checkpoint = Path(data_cfg.path)
     model = load_model(checkpoint)
     if not model.supports(Capability.posterior):
