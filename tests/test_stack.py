@@ -30,7 +30,7 @@ from conftest import CONF_DIR, REPO_ROOT, copy_project, run_command, study_env
 
 COMMON = ["logger=none", "trainer.progress=none"]
 M1 = ["model=vae", "trainer.max_epochs=20", "model.latent_dim=8", "net.hidden_dims=[64]", "model.lr=3e-3", *COMMON]
-LABELS = 3  # labelled digits per class
+LABELS = 2  # labelled digits per class
 
 
 def compose_train(overrides: list[str], output_dir: Path):
@@ -50,7 +50,7 @@ def m2_overrides(checkpoint: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """M1, a VAE trained on digits; M2, an ssvae trained on its codes with 3 labels per class."""
+    """M1, a VAE trained on digits; M2, an ssvae trained on its codes with 2 labels per class."""
     out = tmp_path_factory.mktemp("stack")
     train(compose_train(M1, out / "m1"))
     checkpoint = out / "m1" / "checkpoints" / "best.ckpt"
@@ -117,7 +117,7 @@ def test_codes_settings_apply_to_codes_only(make_config):
 
 
 def test_a_tiny_stack_classifies_better_than_its_classifier_net_on_the_labels_alone(stack):
-    """M2's q(y|x) on M1's codes beats the same net trained on the 30 labelled codes alone (the
+    """M2's q(y|x) on M1's codes beats the same net trained on the 20 labelled codes alone (the
     test's failure mode: an untrained M2, which is at chance)."""
     cfg, m2 = stack["m2_cfg"], stack["m2"]
     codes = InMemoryDataModule(load_data(cfg.data), cfg.data, seed=cfg.seed)
@@ -131,7 +131,7 @@ def test_a_tiny_stack_classifies_better_than_its_classifier_net_on_the_labels_al
         "alone": accuracy(lambda x: alone(x).argmax(1), test_codes, test_labels, 512),
         "untrained": accuracy(lambda x: build_model(dict(cfg.model), dict(cfg.net), m2.image_shape).classify(x).argmax(1), test_codes, test_labels, 512),
     }
-    assert scores["m2"] > scores["alone"] + 0.03 and scores["untrained"] < 0.3, scores
+    assert scores["m2"] > scores["alone"] + 0.02 and scores["untrained"] < 0.3, scores
 
 
 def test_the_stack_classifies_and_generates_images_through_both_models(stack):
@@ -193,6 +193,7 @@ STACK_DVC = {
 }
 
 
+@pytest.mark.slow
 def test_dvc_reruns_the_upper_model_exactly_when_the_lower_models_checkpoint_changes(tmp_path):
     """The upper model's stage depends on the lower model's checkpoint (its data.path): a new M1
     re-runs M2 and nothing else; nothing changed re-runs nothing."""
