@@ -2,14 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
-export MLFLOW_DISABLE_TELEMETRY ?= true  # `make ui` too (the stages set it themselves: aevae.tracking)
+export MLFLOW_DISABLE_TELEMETRY ?= true  # `make ui` too (the stages set it themselves: aevae.records.tracking)
 # `make remote`: the directory that `dvc push` fills and `dvc pull` reads (for a team: a shared file system)
 DVC_STORE ?= ../aevae-dvc-store
 # `make exps`: the columns of `dvc exp show` to keep (a regular expression over the column names)
 EXP_COLUMNS ?= Experiment|models\.vae\.latent_dim|reports/summary\.json:(vae/test/nll_iwae|vae/gen/fid|probe/vae/n10/acc_mean|anomaly/vae/auroc/mean)
 export PATH := $(abspath $(VENV))/bin:$(PATH)  # the stages' `python` is the venv's
 
-.PHONY: setup repro reference sprites remote exps test test-fast bench ui
+.PHONY: setup repro repro-all reference sprites remote exps test test-fast bench ui
 
 setup: $(VENV)/.installed
 
@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-repro: setup  # then each stage's wall time, from its MLflow run (aevae.timings)
-	$(VENV)/bin/dvc repro; status=$$?; $(PY) -m aevae.timings; exit $$status
+repro: setup  # then each stage's wall time, from its MLflow run (aevae.records.timings)
+	$(VENV)/bin/dvc repro; status=$$?; $(PY) -m aevae.records.timings; exit $$status
+
+repro-all: setup  # every stage again, those whose committed results `make repro` would take included (dvc repro -f)
+	$(VENV)/bin/dvc repro -f; status=$$?; $(PY) -m aevae.records.timings; exit $$status
 
 reference: setup  # the reference study (studies/reference): published numbers beside ours
 	$(VENV)/bin/dvc repro studies/reference/dvc.yaml

@@ -19,7 +19,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from aevae.config import register_configs
-from aevae.logs import quiet_libraries
+from aevae.run.logs import quiet_libraries
 from aevae.stages import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

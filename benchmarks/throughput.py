@@ -55,9 +55,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from aevae import study
+from aevae.config import study
 from aevae.config import register_configs, validate
-from aevae.devices import native_bf16, resolve_precision
+from aevae.run.devices import native_bf16, resolve_precision
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.models import BaseAutoencoder, build_model
 from aevae.models.base import LRSchedule, lr_factor

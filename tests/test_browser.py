@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 import pytest
 from mlflow import MlflowClient
 
-from aevae import plots, report
-from aevae.tracking import PARENT_TAG, ROLE_TAG
+from aevae.reporting import plots, report
+from aevae.records.tracking import PARENT_TAG, ROLE_TAG
 from conftest import REPO_ROOT, mlflow_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,7 +17,7 @@ from sklearn.datasets import load_sample_images
 from aevae.data import Splits, load_splits, save_splits
 from aevae.models import build_model, load_model
 from aevae.models.classifier import load_classifier
-from aevae.report import render_report
+from aevae.reporting.report import render_report
 from aevae.stages.classifier import run as train_classifier
 from aevae.stages.data_facts import SKIP_NO_LABELS
 from aevae.stages.evaluate import run as evaluate

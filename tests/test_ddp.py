@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from aevae import tracking
+from aevae.records import tracking
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.models import load_model
 from aevae.stages.train import build_trainer

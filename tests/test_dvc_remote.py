@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from aevae.tracking import GROUP_TAG, ROLE_TAG
+from aevae.records.tracking import GROUP_TAG, ROLE_TAG
 
 from conftest import Study, run_command, study_env
 

@@ -20,10 +20,10 @@ from matplotlib.image import imsave
 from mlflow import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from aevae import tracking
+from aevae.records import tracking
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import AevaeError
-from aevae.mlflow_model import CHECKPOINT_TAG, TrainedModel, open_model, register_models
+from aevae.records.mlflow_model import CHECKPOINT_TAG, TrainedModel, open_model, register_models
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier
 from aevae.stages import classifier, score, train

@@ -11,8 +11,8 @@ import time
 import lightning as L
 import pytest
 
-from aevae.devices import native_bf16, resolve_precision
-from aevae.progress import ProgressLines, announce
+from aevae.run.devices import native_bf16, resolve_precision
+from aevae.run.progress import ProgressLines, announce
 from aevae.stages.train import build_trainer
 from aevae.stages.train import run as train
 from conftest import REPO_ROOT
@@ -131,7 +131,7 @@ def test_announce_counts_the_models_a_stage_trains_in_turn(capsys):
 
 
 def test_a_bad_precision_in_params_yaml_is_refused_in_one_line(tmp_path):
-    params = (REPO_ROOT / "params.yaml").read_text().replace("  lr_schedule: cosine\n", "  lr_schedule: cosine\n  precision: fp8\n")
+    params = (REPO_ROOT / "params.yaml").read_text().replace("train: {}", "train: {precision: fp8}")
     assert "precision: fp8" in params
     (tmp_path / "params.yaml").write_text(params)
     result = subprocess.run(

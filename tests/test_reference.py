@@ -21,7 +21,7 @@ from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.io import load_tensors
 from aevae.models import build_model
 from aevae.models.losses import gaussian_kl
-from aevae.reference_table import RecipeResult, samples_table, verdict
+from aevae.reporting.reference_table import RecipeResult, samples_table, verdict
 from aevae.stages.common import params_of
 from aevae.stages.reference import across_seeds, run as run_reference
 from conftest import REPO_ROOT, copy_project, run_command, set_params, study_env

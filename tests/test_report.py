@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from aevae import plots, report
+from aevae.reporting import plots, report
 from aevae.errors import ConfigError, DataError
 from aevae.stages.report import levelled_off
 

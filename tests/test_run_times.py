@@ -11,8 +11,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from aevae.timings import stage_times
-from aevae.tracking import GROUP_TAG, ROLE_TAG, open_run, repro_group
+from aevae.records.timings import stage_times
+from aevae.records.tracking import GROUP_TAG, ROLE_TAG, open_run, repro_group
 
 
 def test_the_group_parent_spans_its_runs_and_the_table_shows_each(tmp_path, tracking_uri, monkeypatch):
@@ -37,7 +37,7 @@ def test_the_group_parent_spans_its_runs_and_the_table_shows_each(tmp_path, trac
     assert rows[1][1] >= 1.2 and span >= rows[0][1] + rows[1][1]
 
     shown = subprocess.run(
-        [sys.executable, "-m", "aevae.timings"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "aevae.records.timings"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env=os.environ | {"MLFLOW_TRACKING_URI": tracking_uri},
     )
     assert shown.returncode == 0, shown.stderr

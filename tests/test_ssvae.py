@@ -22,7 +22,7 @@ from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import detection_metrics
 from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, conditional_samples, fit_supervised
 from aevae.evaluation.likelihood import likelihood_bounds
-from aevae.models import MODELS, Capability, build_model, load_model
+from aevae.models import Capability, all_kinds, build_model, load_model, model_class
 from aevae.models.classifier import load_classifier
 from aevae.models.losses import gaussian_kl
 from aevae.stages.anomaly import model_scores, run as run_anomaly
@@ -102,9 +102,9 @@ def test_importance_bound_with_the_class_summed_out_is_above_the_elbo():
 def test_capabilities_are_declared_and_the_rest_refused():
     x = torch.rand(4, *SHAPE)
     vae = build_model({"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}, MLP, SHAPE)
-    assert {c for c in Capability if MODELS["ae"].supports(c)} == set()
+    assert {c for c in Capability if model_class("ae").supports(c)} == set()
     assert {c for c in Capability if vae.supports(c)} == {Capability.sample, Capability.likelihood, Capability.posterior}
-    assert all(MODELS["ssvae"].supports(c) for c in Capability)
+    assert all(model_class("ssvae").supports(c) for c in Capability)
     with pytest.raises(NotImplementedError, match="given class"):
         vae.sample_given(torch.tensor([1]))
     with pytest.raises(NotImplementedError, match="no classifier"):
@@ -122,7 +122,7 @@ def test_capabilities_are_declared_and_the_rest_refused():
 def test_stages_ask_a_model_what_it_can_do_and_never_name_a_model_class():
     """A new model kind needs no stage edit: no stage module names a concrete model class (an
     `isinstance` branch, an import); they ask `supports(Capability...)` instead."""
-    classes = {cls.__name__ for cls in MODELS.values()}
+    classes = {cls.__name__ for cls in all_kinds().values()}
     named = {
         (path.name, node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else node.name)
         for path in sorted((REPO_ROOT / "src" / "aevae" / "stages").glob("*.py"))

@@ -14,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from aevae.checkpoints import read_checkpoint, trained_data_config
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset

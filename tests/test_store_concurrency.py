@@ -18,7 +18,7 @@ import sys, time
 from pathlib import Path
 import mlflow.store.tracking.sqlalchemy_store
 from omegaconf import OmegaConf
-from aevae.tracking import open_run
+from aevae.records.tracking import open_run
 uri, start, name = sys.argv[1:]
 logger = OmegaConf.create({"name": "mlflow", "tracking_uri": uri, "experiment_name": "aevae", "tags": {}})
 Path(start).with_name(name).touch()

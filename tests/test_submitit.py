@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from aevae.tracking import GROUP_TAG, ROLE_TAG
+from aevae.records.tracking import GROUP_TAG, ROLE_TAG
 from conftest import CONF_DIR, REPO_ROOT, TINY
 
 SWEEP_TIMEOUT_S = 300

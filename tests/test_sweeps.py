@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from aevae.stages.compare import run as compare, runs_frame, search_filter, search_runs, sort_runs
 from aevae.errors import ConfigError
-from aevae.tracking import GROUP_TAG, ROLE_TAG
+from aevae.records.tracking import GROUP_TAG, ROLE_TAG
 from conftest import REPO_ROOT, TINY
 
 SWEEP_TIMEOUT_S = 300

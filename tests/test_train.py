@@ -83,7 +83,7 @@ def test_training_improves_the_elbo(make_config):
 
 @pytest.mark.fast
 def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
-    from aevae.callbacks import loss_drop_per_epoch
+    from aevae.run.callbacks import loss_drop_per_epoch
 
     assert loss_drop_per_epoch([10.0]) == 0.0
     assert loss_drop_per_epoch([10.0, 8.0]) == 2.0
@@ -93,7 +93,7 @@ def test_loss_drop_per_epoch_says_whether_validation_loss_levelled_off():
 
 @pytest.mark.fast
 def test_plateau_metrics_tell_a_levelled_off_loss_from_a_falling_one():
-    from aevae.callbacks import LEVELLED_OFF_PERCENT, plateau_metrics
+    from aevae.run.callbacks import LEVELLED_OFF_PERCENT, plateau_metrics
 
     falling = plateau_metrics([120.0, 112.0, 111.0, 110.0, 109.0])  # 1 nat per epoch at 109: 0.92%
     assert falling["val/loss_drop_percent_per_epoch"] == pytest.approx(100 / 109)

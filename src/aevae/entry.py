@@ -1,10 +1,10 @@
 """The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
 mistake (a bad override, value or file) into one line `error: ...` and exit status 2.
 
-Importing it ties the process to the one that started it (`aevae.ownership.end_with_parent`)
+Importing it ties the process to the one that started it (`aevae.run.ownership.end_with_parent`)
 before anything slow is imported: every entry point imports it first."""
 
-from aevae.ownership import end_with_parent
+from aevae.run.ownership import end_with_parent
 
 end_with_parent()
 
@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import register_configs
 from aevae.errors import AevaeError, hydra_message
-from aevae.logs import one_line_warnings, quiet_libraries
+from aevae.run.logs import one_line_warnings, quiet_libraries
 
 EXIT_USER_ERROR = 2
 TRACEBACK_VARIABLE = "AEVAE_TRACEBACK"  # set (to 1): a failing stage shows the full traceback, not one line

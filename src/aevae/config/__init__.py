@@ -1,5 +1,5 @@
 """The config schemas, `register_configs`, which puts those a stage's config needs (with the
-model and net registries' schemas) into Hydra's ConfigStore, and `validate`, which builds them from
+net registry's schemas) into Hydra's ConfigStore, and `validate`, which builds them from
 a composed config.
 
 Every value lives in conf/; the dataclasses (`schemas.py`; `classifier_schemas.py`, the two that
@@ -9,9 +9,9 @@ then builds the dataclasses, whose `__post_init__` checks the values and raises 
 `ConfigError` naming the key.
 
 A stage pays at start-up only for the schemas its config uses: those that come with a Lightning
-module (the model group's, the digit classifier's) are imported when a config that holds them is
-registered, or when their name is first read from this package, so that a stage that trains
-nothing starts without Lightning.
+module (a model kind's, the digit classifier's) are imported when a config that holds them is
+composed (a model kind's: by Hydra, hydra_plugins/aevae_models) or registered, or when their name
+is first read from this package, so that a stage that trains nothing starts without Lightning.
 """
 
 import sys
@@ -47,7 +47,7 @@ from aevae.config.schemas import (
     check_budget,
 )
 from aevae.errors import ConfigError, require
-from aevae.sweeps import register_resolvers
+from aevae.run.sweeps import register_resolvers
 
 # stage -> the name of its schema, registered as `<stage>_schema`
 STAGE_SCHEMAS: dict[str, str] = {
@@ -84,13 +84,6 @@ def stage_schema(stage: str) -> type:
     return getattr(sys.modules[__name__], STAGE_SCHEMAS[stage])
 
 
-def model_schemas() -> dict[str, type]:
-    """Each registered model's config class, by name (the models are LightningModules)."""
-    from aevae.models import MODELS
-
-    return {name: model.config_class for name, model in MODELS.items()}
-
-
 def net_schemas() -> dict[str, type]:
     """Each net family's config class, by name."""
     from aevae.nets import NETS
@@ -100,7 +93,9 @@ def net_schemas() -> dict[str, type]:
 
 # a config group whose every option has a schema of its own -> those schemas, by option name;
 # registered for the stages whose schema has a node of the group's name
-OPTION_SCHEMAS: dict[str, Callable[[], dict[str, type]]] = {"model": model_schemas, "net": net_schemas}
+# (a model kind's schema, `model/<kind>_schema`, is found by Hydra where the kind's module is, and
+# imported only for the kinds a config selects: hydra_plugins/aevae_models)
+OPTION_SCHEMAS: dict[str, Callable[[], dict[str, type]]] = {"net": net_schemas}
 
 
 def register_configs(*stages: str) -> None:
@@ -109,8 +104,8 @@ def register_configs(*stages: str) -> None:
     config may extend another stage's; the classifier's and the reference's, which import
     Lightning, only when named),
     `<group>/<group>_schema` of the data, trainer and logger groups, and for a stage whose schema
-    has a `model` or `net` node, `model/<name>_schema` of every registered model and
-    `net/<name>_schema` of every net. Every entry point calls it with its config's name."""
+    has a `net` node, `net/<name>_schema` of every net (a model kind's schema is found by Hydra
+    when a config selects it: hydra_plugins/aevae_models). Every entry point calls it with its config's name."""
     register_resolvers()
     store = ConfigStore.instance()
     named = stages or tuple(STAGE_SCHEMAS)

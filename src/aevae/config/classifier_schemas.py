@@ -19,7 +19,7 @@ from aevae.config.schemas import (
     TrainerConfig,
 )
 from aevae.errors import require
-from aevae.models import MODELS
+from aevae.models import model_class
 from aevae.models.classifier import ClassifierConfig
 
 
@@ -69,7 +69,7 @@ class StackConfig:
 
     def __post_init__(self) -> None:
         require(self.epochs > 0, "stack.epochs", f"must be > 0, got {self.epochs}")
-        require(MODELS[self.model.name].supports("posterior"), "stack.model", f"{self.model.name} has no posterior q(z|x) to take codes from; use a vae")
+        require(model_class(self.model.name).supports("posterior"), "stack.model", f"{self.model.name} has no posterior q(z|x) to take codes from; use a vae")
 
 
 @dataclass
@@ -92,7 +92,7 @@ class ReferenceConfig(AnomalyConfig):
             require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
         if self.task == ReferenceTask.semi_supervised:
             require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
-            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+            require(model_class(self.model.name).supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
         if self.stack is not None:
             require(self.data.name == "codes", "data", f"a stack's model trains on the lower model's codes: data=codes, got {self.data.name}")
             require(self.data.path == self.stack.checkpoint, "data.path", f"a stack's model reads the lower model's checkpoint {self.stack.checkpoint}, got {self.data.path}")

@@ -61,7 +61,7 @@ class Binarization(StrEnum):
 
 
 class Progress(StrEnum):
-    """What a training shows while it runs (`aevae.progress`)."""
+    """What a training shows while it runs (`aevae.run.progress`)."""
 
     auto = "auto"  # a live bar when stdout is a terminal, else lines
     bar = "bar"  # Lightning's rich bar: epoch, step, loss, time left
@@ -70,7 +70,7 @@ class Progress(StrEnum):
 
 
 # Lightning's precisions, and `auto`: bf16 autocast where the CPU computes bf16 natively
-# (`aevae.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
+# (`aevae.run.devices.native_bf16`), else 32-true (on a GPU: bf16-mixed where it supports bf16)
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
@@ -193,11 +193,11 @@ class TrainConfig:
     compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
 
     def __post_init__(self) -> None:
-        from aevae.models import MODELS  # the LightningModules: imported by a stage that trains
+        from aevae.models import model_class  # the LightningModules: imported by a stage that trains
         from aevae.nets import NETS
 
-        require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
-        require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
+        schema = model_class(self.model.name).config_class  # ConfigError on an unknown kind
+        require(isinstance(self.model, schema), "model", f"not a {schema.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
         require(isinstance(self.net, NETS[self.net.name].config), "net", f"not a {NETS[self.net.name].config.__name__}")
 
@@ -214,9 +214,16 @@ class GenerationConfig:
 @dataclass
 class ConfigureConfig:
     params: str = MISSING  # the study's params.yaml
-    models_dir: str = MISSING  # the train stage's models/<name>/ folders
+    study: str = MISSING  # default (the root study) | reference | sprites: which study's params.yaml
+    models_dir: str = MISSING  # the trained models' (or recipes' results') <name>/ folders, which later stages read
     output_dir: str = MISSING  # the overrides files
     stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        from aevae.config.studies import DEFAULT_STUDY, STUDIES
+
+        valid = [DEFAULT_STUDY, *STUDIES]
+        require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 
 @dataclass
@@ -340,7 +347,8 @@ class AnomalyConfig(TrainConfig):
     normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
-    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
+    complexity: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a function: images (N, C, H, W) -> their complexity (N,)
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>, error_per_<complexity>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -358,7 +366,10 @@ class AnomalyConfig(TrainConfig):
         for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        for name, node in self.complexity.items():
+            require(isinstance(node, dict) and "_target_" in node, f"complexity.{name}", "give a `_target_` (a function of images (N, C, H, W) -> (N,)) and its arguments")
         methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        methods += [f"error_per_{name}" for name in self.complexity]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")

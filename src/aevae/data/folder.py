@@ -22,7 +22,7 @@ from aevae.data.images import FORMATS, SUFFIXES, Decoded, Shape, decode_files
 from aevae.data.manifest import SourceFile
 from aevae.data.source import Source
 from aevae.errors import DataError
-from aevae.ownership import end_with_parent
+from aevae.run.ownership import end_with_parent
 
 SPLIT_FOLDERS = ("train", "val", "test")
 MASKS = "ground_truth"  # the anomaly layout's defect masks

@@ -14,7 +14,7 @@ from aevae.evaluation.batches import map_batches
 from aevae.evaluation.sample_quality import frechet_distance
 from aevae.models import BaseAutoencoder
 from aevae.models.classifier import N_CLASSES, DigitClassifier
-from aevae.plots import save_image_rows
+from aevae.reporting.plots import save_image_rows
 
 
 def accuracy(predict: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, batch_size: int) -> float:

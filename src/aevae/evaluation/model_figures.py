@@ -12,7 +12,7 @@ from aevae.evaluation.latent import interpolate, project_2d, traverse
 from aevae.evaluation.latent_stats import most_active_dimensions
 from aevae.models import BaseAutoencoder
 from aevae.models.losses import corrupt
-from aevae.plots import save_image_rows, save_latent_map
+from aevae.reporting.plots import save_image_rows, save_latent_map
 
 Grid = tuple[list[Tensor], list[str]]  # rows of images (N, C, H, W) and their titles
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import lightning as L
 
-from aevae import tracking
-from aevae.callbacks import RelocatableCheckpoint
+from aevae.records import tracking
+from aevae.run.callbacks import RelocatableCheckpoint
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.devices import check_accelerator
+from aevae.run.devices import check_accelerator
 from aevae.io import write_json
-from aevae.mlflow_model import log_trained_model
+from aevae.records.mlflow_model import log_trained_model
 from aevae.models.classifier import DigitClassifier
 from aevae.stages.common import open_stage_run, params_of, print_summary, run_name
 from aevae.stages.data_facts import n_classes, skipped

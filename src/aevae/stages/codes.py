@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from aevae.checkpoints import read_checkpoint, trained_data_config
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
 from aevae.config import CodeKind, Dataset
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare, split_source
 from aevae.data.codes import codes_source

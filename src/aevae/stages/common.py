@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aevae import tracking
-from aevae.ranks import is_rank_zero
+from aevae.records import tracking
+from aevae.run.ranks import is_rank_zero
 from aevae.workspace import project_root
 
 log = logging.getLogger(__name__)
@@ -108,5 +108,5 @@ def print_summary(title: str, metrics: Mapping[str, float], output: str | Path, 
 
 def log_summary(title: str, metrics: Mapping[str, float]) -> None:
     """One INFO line for a run nested in a stage (a class of the anomaly stage): progress when
-    run by hand; silenced under `dvc repro` (`aevae.logs`), where the stage's summary is enough."""
+    run by hand; silenced under `dvc repro` (`aevae.run.logs`), where the stage's summary is enough."""
     log.info("%s: %s", title, headline(metrics))

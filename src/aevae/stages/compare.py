@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from aevae import tracking
+from aevae.records import tracking
 from aevae.config import validate
 from aevae.errors import ConfigError, TrackingError
 from aevae.io import write_atomic
-from aevae.plots import plot_metric, save_png
+from aevae.reporting.plots import plot_metric, save_png
 from aevae.workspace import project_root
 
 RUN_COLUMNS = ["run_name", "run_id"]

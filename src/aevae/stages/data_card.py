@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from aevae.data import SPLIT_NAMES
-from aevae.plots import save_image_rows
+from aevae.reporting.plots import save_image_rows
 from aevae.stages.data_facts import class_names, is_vectors, label_counts, manifest_md5, skipped, source
 
 SAMPLES_PER_ROW = 10

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.devices import check_device
+from aevae.run.devices import check_device
 from aevae.errors import DataError, require
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.disentanglement import SCORE_NAMES, dci, dimension_factors, factor_vae_score, mig
@@ -23,8 +23,8 @@ from aevae.evaluation.latent import traverse
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior_mean_variance
 from aevae.io import write_atomic, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
-from aevae.plots import save_image_rows
-from aevae.report import markdown_table
+from aevae.reporting.plots import save_image_rows
+from aevae.reporting.report import markdown_table
 from aevae.stages.common import open_stage_run, params_of, print_summary
 
 class Column(NamedTuple):

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aevae.checkpoints import read_checkpoint, trained_data_config
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
-from aevae.devices import check_device
+from aevae.run.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures

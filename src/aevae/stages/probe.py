@@ -14,7 +14,7 @@ import torch
 
 from aevae.config import validate
 from aevae.data import load_or_prepare
-from aevae.devices import check_device
+from aevae.run.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.probe import (
     ALL_LABELS,
@@ -29,7 +29,7 @@ from aevae.evaluation.probe import (
     summarize,
 )
 from aevae.io import write_csv, write_json
-from aevae.plots import save_accuracy_plot
+from aevae.reporting.plots import save_accuracy_plot
 from aevae.stages.common import open_stage_run, params_of, print_summary
 from aevae.stages.data_facts import skipped
 

@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from aevae.config import AnomalyConfig, ClassifierStageConfig, Dataset, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
-from aevae.devices import describe
+from aevae.run.devices import describe
 from aevae.evaluation.conditional import accuracy, conditional_metrics, conditional_samples, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.memorisation import memorisation_metrics
@@ -46,7 +46,7 @@ from aevae.io import write_json
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.stack import StackedModel
-from aevae.progress import announce
+from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
 from aevae.stages.codes import images_config, load_data
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary

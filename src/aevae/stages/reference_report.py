@@ -6,7 +6,7 @@ from typing import Any
 
 from aevae.config import validate
 from aevae.io import write_atomic
-from aevae.reference_table import load_result, recipe_name, render_reference
+from aevae.reporting.reference_table import load_result, recipe_name, render_reference
 from aevae.stages.common import open_stage_run, print_summary
 
 TITLE = "aevae reference results: published MNIST numbers beside ours"

@@ -7,11 +7,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from aevae import report
+from aevae.reporting import report
 from aevae.config import MetricsFile, ReportConfig, validate
 from aevae.errors import DataError
 from aevae.io import write_atomic, write_json
-from aevae.plots import save_loss_curves, save_roc_curves
+from aevae.reporting.plots import save_loss_curves, save_roc_curves
 from aevae.stages.common import open_stage_run, print_summary
 
 MODEL = "{model}"  # stands for each model's name in a configured path or label
@@ -90,7 +90,7 @@ def run(cfg: Any) -> dict[str, float]:
         stage_run.log_metrics(headline)
         stage_run.parent().log_metrics(headline)  # the pipeline's run: reproductions compare in one table
         if checkpoints:
-            from aevae.mlflow_model import register_models  # MLflow's model flavour: only to register
+            from aevae.records.mlflow_model import register_models  # MLflow's model flavour: only to register
 
             register_models(stage_run, typed.dataset, checkpoints)
     print_summary(f"{typed.stage} done", {}, f"{typed.output}, {typed.html}", stage_run, where_under_dvc=True)  # the study's last lines

@@ -1,5 +1,5 @@
 """The score entry point (not a stage of the study): a trained model, from MLflow or a checkpoint,
-applied to new images; one result per image (see `aevae.mlflow_model`) written to a file. MLflow
+applied to new images; one result per image (see `aevae.records.mlflow_model`) written to a file. MLflow
 and matplotlib (which reads PNG files) are imported when the stage runs, not when it starts."""
 
 import io
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aevae import tracking
+from aevae.records import tracking
 from aevae.config import validate
 from aevae.errors import DataError
 from aevae.io import write_atomic, write_csv
@@ -77,7 +77,7 @@ def run(cfg: Any) -> dict[str, float]:
     """Apply `cfg.model_uri` to `cfg.images` and write each image's `cfg.result` to `cfg.output`.
     A bad model URI or path, images of the wrong shape or value range, or an unknown result is
     one `AevaeError` naming it. Returns the number of images."""
-    from aevae.mlflow_model import open_model
+    from aevae.records.mlflow_model import open_model
 
     validate(cfg)
     images, names = read_images(Path(cfg.images))

@@ -3,7 +3,7 @@
 Re-running with the same `output_dir` resumes from `checkpoints/last.ckpt` (or, when that cannot
 be read, from `best.ckpt`) when the checkpoint belongs to the same data/model/net/seed, in a new
 MLflow run that takes over the interrupted one: the checkpoint's epochs are logged into it once
-and the interrupted run is deleted, so every epoch appears once (see `aevae.resume`).
+and the interrupted run is deleted, so every epoch appears once (see `aevae.run.resume`).
 """
 
 import json
@@ -13,18 +13,19 @@ from typing import Any
 import lightning as L
 from omegaconf import OmegaConf
 
-from aevae import resume, tracking
-from aevae.checkpoints import AtomicCheckpointIO
-from aevae.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
+from aevae.records import tracking
+from aevae.run import resume
+from aevae.run.checkpoints import AtomicCheckpointIO
+from aevae.run.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
 from aevae.config import validate
 from aevae.data import InMemoryDataModule
-from aevae.devices import check_accelerator, resolve_precision
-from aevae.mlflow_model import log_trained_model
+from aevae.run.devices import check_accelerator, resolve_precision
+from aevae.records.mlflow_model import log_trained_model
 from aevae.models import build_model
 from aevae.models.losses import resolve_likelihood
-from aevae.ownership import own_folder
-from aevae.progress import progress_bar
-from aevae.ranks import is_rank_zero
+from aevae.run.ownership import own_folder
+from aevae.run.progress import progress_bar
+from aevae.run.ranks import is_rank_zero
 from aevae.stages.codes import load_data
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 

@@ -13,7 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 from aevae.config.schemas import Progress
-from aevae.logs import duration
+from aevae.run.logs import duration
 
 LINE_INTERVAL_S = 15.0  # the most frequent line; a dvc repro log shows one at least every 15 s + a batch
 

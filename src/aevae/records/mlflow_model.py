@@ -33,8 +33,8 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 from torch import Tensor
 
-from aevae import tracking
-from aevae.checkpoints import read_checkpoint
+from aevae.records import tracking
+from aevae.run.checkpoints import read_checkpoint
 from aevae.errors import ConfigError, DataError
 from aevae.evaluation.batches import map_batches
 from aevae.io import save_tensors

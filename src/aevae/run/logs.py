@@ -33,7 +33,7 @@ def quiet_libraries() -> None:
     quiet = QUIET_LOGGERS + (QUIET_UNDER_DVC if os.environ.get("DVC_STAGE") else ())
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
-    # a store that cannot be written is reported in one line by `aevae.tracking.open_run`; MLflow
+    # a store that cannot be written is reported in one line by `aevae.records.tracking.open_run`; MLflow
     # would first log the whole SQLAlchemy error (80-odd lines)
     logging.getLogger(SILENT_STORE_ERRORS).setLevel(logging.CRITICAL)
     for pattern in HARMLESS_WARNINGS:

@@ -1,12 +1,12 @@
 """The wall time of each stage of a `dvc repro`, read from the MLflow runs the stages recorded
 (one fact in one place: each run's start and end). `make repro` prints the table when the
-pipeline ends: `python -m aevae.timings` (the store: $MLFLOW_TRACKING_URI, else `mlflow.db`)."""
+pipeline ends: `python -m aevae.records.timings` (the store: $MLFLOW_TRACKING_URI, else `mlflow.db`)."""
 
 from pathlib import Path
 from typing import Any
 
-from aevae import tracking
-from aevae.logs import duration
+from aevae.records import tracking
+from aevae.run.logs import duration
 from aevae.workspace import project_root
 
 

@@ -54,7 +54,7 @@ def register_resolvers() -> None:
 
 def _parent_run(logger_cfg: Any) -> tuple[Any, str]:
     """The MLflow client and the parent run of the sweep's group, both created if needed."""
-    from aevae import tracking
+    from aevae.records import tracking
     from aevae.workspace import project_root
 
     client, experiment_id, _ = tracking.connect(logger_cfg, project_root())

@@ -10,10 +10,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from aevae import resume
+from aevae.run import resume
 from aevae.io import write_atomic, write_csv, write_json
-from aevae.logs import quiet_libraries
-from aevae.plots import as_pictures, save_image_rows
+from aevae.run.logs import quiet_libraries
+from aevae.reporting.plots import as_pictures, save_image_rows
 
 N_FIGURE_IMAGES = 10
 

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import torch
 from omegaconf import OmegaConf
 
-from aevae.checkpoints import readable, set_aside
-from aevae.code_deps import source_md5
+from aevae.run.checkpoints import readable, set_aside
+from aevae.run.code_deps import source_md5
 from aevae.errors import ConfigError
 from aevae.io import write_json
 

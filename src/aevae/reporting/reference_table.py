@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from aevae.errors import DataError
-from aevae.report import markdown_table
+from aevae.reporting.report import markdown_table
 
 
 class RecipeResult(NamedTuple):

@@ -25,7 +25,7 @@ def own_folder(folder: Path) -> Iterator[None]:
     """Hold `<folder>/.lock` (an advisory lock the kernel drops when the process dies, however it
     dies); a second process refuses in one line naming the holder's pid. The ranks of one
     multi-process training share the folder: rank 0 holds it for them."""
-    from aevae.ranks import is_rank_zero  # not at import: the entry points import this module first, before anything slow
+    from aevae.run.ranks import is_rank_zero  # not at import: the entry points import this module first, before anything slow
 
     if not is_rank_zero():
         yield

@@ -1,0 +1,1 @@
+"""The study's reports: tables, HTML, the reference table, figures."""
