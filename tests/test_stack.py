@@ -29,7 +29,7 @@ from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, copy_project, run_command, study_env
 
 COMMON = ["logger=none", "trainer.progress=none"]
-M1 = ["model=vae", "trainer.max_epochs=20", "model.latent_dim=8", "net.hidden_dims=[64]", "model.lr=3e-3", *COMMON]
+M1 = ["model=vae", "trainer.max_epochs=20", "model.latent_dim=8", "net.hidden_dims=[64]", "model.lr=3e-3", "data.batch_size=64", *COMMON]
 LABELS = 2  # labelled digits per class
 
 
