@@ -11,12 +11,13 @@ import sys
 LOG = os.environ.get("AEVAE_IMPORT_LOG")
 
 
-def record() -> None:
+def record(argv: list[str]) -> None:
+    """`argv`: the command line as the process started (entry points expand `@file` in place)."""
     modules = list(sys.modules.items())
     files = sorted({module.__file__ for name, module in modules if name.split(".")[0] in ("aevae", "hydra_plugins") and getattr(module, "__file__", None)})
     with open(LOG, "a") as log:
-        log.write(json.dumps({"argv": sys.argv, "files": files}) + "\n")
+        log.write(json.dumps({"argv": argv, "files": files}) + "\n")
 
 
 if LOG:
-    atexit.register(record)
+    atexit.register(record, list(sys.argv))

@@ -134,7 +134,7 @@ def composed_config_paths(conf: Path, name: str, choices: Mapping[str, str | Non
     paths, kinds = primary_config_paths(conf, name), set()
     for group, option in choices.items():
         if option is not None:
-            more, more_kinds = option_paths(conf, group, option)
+            more, more_kinds = option_paths(conf, group.split("@")[0], option)  # `model@stack.model`: the model group
             paths, kinds = paths | more, kinds | more_kinds
     return paths, kinds
 
