@@ -6,18 +6,21 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from conftest import IMPORT_LOG, REPO_ROOT, run_command as run, stage_processes
+from conftest import IMPORT_LOG, REPO_ROOT, STUDY_PARAMS, run_command as run, stage_processes
 
 OTHER_STAGES = {"configure", "prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
 VAE_BRANCH = {"configure", "train@vae", "anomaly@vae", "evaluate", "probe", "report"}
 MODELS = ("ae", "dae", "vae", "beta_vae")
+OVERRIDE_FILES = [f"{stage}/{m}" for stage in ("train", "anomaly") for m in MODELS]  # the test study's: every model also one-class
 # what DVC itself prints around the stages' own lines
 DVC_LINES = ("Running stage", "> ", "Updating lock file", "To track the changes", "To enable auto staging", "\tgit add", "\tdvc config", "Use `dvc push`")
 # a training's progress under `dvc repro` (stdout not a terminal): `train/vae epoch 3/3 val/loss 109.3 eta 0s`
@@ -159,9 +162,43 @@ def latest_run(repo, name: str):
 
 
 @pytest.mark.slow
+def test_a_training_by_hand_is_the_studys_training(study):
+    """`pipelines/train.py model=vae` with the study's data and epochs and no other override: the
+    config and metrics of `train@vae` (conf/'s defaults are the study's)."""
+    repo, env, _ = study
+    data, epochs = STUDY_PARAMS["data.name"], STUDY_PARAMS["models.vae.max_epochs"]
+    hand = ["model=vae", f"data={data}", f"data.prepared=data/prepared/{data}.pt", f"trainer.max_epochs={epochs}", "output_dir=outputs/hand"]
+    run([sys.executable, "pipelines/train.py", *hand, "hydra.run.dir=outputs/hand/hydra"], repo, env)
+    config = yaml.safe_load((repo / "outputs/hand/config.yaml").read_text())
+    assert config["output_dir"] == "outputs/hand"
+    assert config | {"output_dir": "models/vae"} == yaml.safe_load((repo / "models/vae/config.yaml").read_text())
+    assert json.loads((repo / "outputs/hand/metrics.json").read_text()) == json.loads((repo / "models/vae/metrics.json").read_text())
+
+
+def overrides_of(repo, stage: str) -> list[str]:
+    """The overrides that configure wrote for `stage` (`train/vae`), without its comments."""
+    return [line for line in (repo / "overrides" / f"{stage}.txt").read_text().splitlines() if not line.startswith("#")]
+
+
+@pytest.mark.slow
+def test_a_train_key_reaches_every_model_whose_entry_does_not_set_it(study):
+    repo, env, _ = study
+    params = (repo / "params.yaml").read_bytes()
+    try:
+        run(["dvc", "exp", "run", "-S", "+train.lr=2e-3", "-S", "+models.dae.lr=1e-3", "configure"], repo, env)
+        with initialize_config_dir(config_dir=str(repo / "conf"), version_base="1.3"):
+            lrs = {stage: compose(stage.split("/")[0], overrides_of(repo, stage)).model.lr for stage in OVERRIDE_FILES}
+    finally:
+        (repo / "params.yaml").write_bytes(params)
+        run(["dvc", "repro", "configure"], repo, env)
+    assert lrs == {stage: 1e-3 if stage.endswith("/dae") else 2e-3 for stage in OVERRIDE_FILES}
+    assert "up to date" in run(["dvc", "status"], repo, env).lower()
+
+
+@pytest.mark.slow
 def test_a_vae_param_reaches_its_run_and_reruns_only_the_vae_branch(study):
     repo, env, _ = study
-    output = run(["dvc", "exp", "run", "-S", "models.vae.lr=0.003"], repo, env)
+    output = run(["dvc", "exp", "run", "-S", "+models.vae.lr=0.003"], repo, env)
     assert stages_run(output) == VAE_BRANCH
     assert "models.vae.lr" in run(["dvc", "params", "diff"], repo, env)
     assert latest_run(repo, "train/vae").data.params["model.lr"] == "0.003"
@@ -187,10 +224,12 @@ def outputs_bytes(repo) -> dict[str, bytes]:
     [
         (["-S", "+seeed=1"], "error: params.yaml seeed: unknown key (did you mean seed?)"),
         (["-S", "+models.vae.lrr=0.003"], "error: params.yaml models.vae.lrr: not a key of vae's model, net, trainer or data config (did you mean lr?)"),
-        (["-S", "models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
+        (["-S", "+models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
         (["-S", "models.vae.lrr=0.003"], "Could not override 'models.vae.lrr'"),  # refused by DVC itself: a key params.yaml lacks needs `+`
+        (["-S", "+train.max_epochs=3"], "error: params.yaml train.max_epochs: every model sets its own (models.<name>.max_epochs), so it reaches no training"),
+        (["-S", "+train.lrr=0.003"], "error: params.yaml train.lrr: not a key of ae's model, net, trainer or data config (did you mean lr?)"),
     ],
-    ids=["top-level typo", "entry typo", "wrong type", "typo without +"],
+    ids=["top-level typo", "entry typo", "wrong type", "typo without +", "train key every entry overrides", "train key of no config"],
 )
 def test_a_bad_param_fails_in_one_line_and_changes_nothing(study, args, message):
     repo, env, _ = study

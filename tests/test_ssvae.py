@@ -20,7 +20,7 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import detection_metrics
-from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, fit_supervised
+from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, conditional_samples, fit_supervised
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.models import Capability, all_kinds, build_model, load_model, model_class
 from aevae.models.classifier import load_classifier
@@ -33,7 +33,7 @@ from conftest import CONF_DIR, REPO_ROOT, TINY
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
-SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, **BASE}
+SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, "labelled_weight": 0.5, **BASE}
 SHAPE = (1, 8, 8)
 
 
@@ -77,7 +77,7 @@ def test_step_objective_adds_the_labelled_batch_its_weighted_cross_entropy_and_t
         labelled = model.labelled_terms(x[:3], x[:3], y)
     q = model.classify(x[3:])
     balance = math.log(10) - float(-(q.mean(0) * q.mean(0).log()).sum())  # log 10 - H(mean q(y|x))
-    expected = unlabelled + labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean() + SSVAE["balance"] * balance
+    expected = unlabelled + SSVAE["labelled_weight"] * labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean() + SSVAE["balance"] * balance
     torch.testing.assert_close(objective, expected)
     assert balance > 0 and float(model.class_balance(torch.full((4, 10), 0.1))) == pytest.approx(0.0, abs=1e-6)
     assert float(model.class_balance(F.one_hot(torch.tensor([3, 3]), 10).float())) == pytest.approx(math.log(10))
@@ -181,7 +181,7 @@ def test_trained_samples_show_the_digit_asked_for_more_often_than_untrained(trai
     scores = {}
     for name in ("model", "untrained"):
         torch.manual_seed(0)
-        scores[name] = conditional_metrics(trained[name], trained["judge"], test_images, test_labels, per_class=30, batch_size=512)
+        scores[name] = conditional_metrics(*conditional_samples(trained[name], 30, 512), trained["judge"], test_images, test_labels, batch_size=512)
     assert scores["model"]["gen/accuracy"] > scores["untrained"]["gen/accuracy"] + 0.2
     assert scores["untrained"]["gen/accuracy"] < 0.35  # an untrained decoder ignores the class asked for
     assert {f"gen/fid/digit_{d}" for d in range(10)} <= scores["model"].keys()
@@ -249,6 +249,7 @@ def test_anomaly_stage_scores_an_ssvae_also_by_its_likelihood_with_the_class_sum
     [
         ("model.alpha=-1", "model.alpha: must be >= 0"),
         ("model.balance=-1", "model.balance: must be >= 0"),
+        ("model.labelled_weight=-1", "model.labelled_weight: must be >= 0"),
         ("model.labels_per_class=0", "model.labels_per_class: must be > 0"),
         ("net=conv", "net: ssvae is built on MLP nets"),
     ],

@@ -4,6 +4,7 @@ study's configure stage), exactly pinned stack packages."""
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -129,6 +130,13 @@ def test_a_dvc_stage_depends_on_its_code_through_its_configure_stage(name):
     assert overrides, f"{name}: reads no overrides file (`@<configure's output_dir>/<stage>.txt`)"
     assert overrides.group(1).startswith(configure_args(dvc_file)["output_dir"] + "/") and overrides.group(1) in stage["deps"], stage
     assert not set(deps) & set(CODE), f"{name}: code in deps {stage['deps']}; its overrides file lists it"
+
+
+def test_the_code_a_config_names_by_target_is_part_of_the_stages_code():
+    from aevae.run.code_deps import stage_code
+
+    code = stage_code(REPO_ROOT, "anomaly", {"model": "ae"})  # nothing imports complexity.py: conf/anomaly_methods.yaml names it
+    assert Path("src/aevae/evaluation/complexity.py") in code and Path("conf/anomaly_methods.yaml") in code
 
 
 def test_stack_packages_are_pinned_exactly():

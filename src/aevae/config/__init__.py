@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from aevae.config.schemas import (
     AnomalyConfig,
     AnomalyProtocol,
+    CodeKind,
     CompareConfig,
     ConfigureConfig,
     DataConfig,
@@ -160,6 +161,7 @@ __all__ = [
     "AnomalyConfig",
     "AnomalyProtocol",
     "ClassifierStageConfig",
+    "CodeKind",
     "CompareConfig",
     "ConfigureConfig",
     "DataConfig",

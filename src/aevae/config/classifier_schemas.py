@@ -43,11 +43,33 @@ class SemiSupervisedConfig:
     samples_per_class: int = MISSING  # conditional samples of each digit (accuracy, Fréchet distance)
     supervised_steps: int = MISSING  # full-batch Adam steps of the supervised-only baseline (at model.lr)
     figure_rows: int = MISSING  # rows of the conditional-sample grid and of the analogy figure
+    nearest_draws: int = MISSING  # random same-class sets of as many training images as are labelled: the chance of a sample's nearest image being in one
 
     def __post_init__(self) -> None:
-        for key in ("judge_epochs", "supervised_steps", "figure_rows"):
+        for key in ("judge_epochs", "supervised_steps", "figure_rows", "nearest_draws"):
             require(getattr(self, key) > 0, f"semi_supervised.{key}", f"must be > 0, got {getattr(self, key)}")
         require(self.samples_per_class >= 2, "semi_supervised.samples_per_class", f"must be >= 2 (a covariance needs two), got {self.samples_per_class}")
+
+
+@dataclass
+class StackConfig:
+    """The lower model of a stack (Kingma et al. 2014's M1 under M2): trained on the images without
+    labels in `output_dir` before the recipe's model trains on its codes (data=codes, `data.path`
+    its checkpoint)."""
+
+    data: DataConfig = MISSING  # the images
+    model: Any = MISSING  # typed by the chosen option's schema (`/model@stack.model: vae`)
+    net: Any = MISSING
+    epochs: int = MISSING
+    output_dir: str = MISSING
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.output_dir}/checkpoints/best.ckpt"
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, "stack.epochs", f"must be > 0, got {self.epochs}")
+        require(model_class(self.model.name).supports("posterior"), "stack.model", f"{self.model.name} has no posterior q(z|x) to take codes from; use a vae")
 
 
 @dataclass
@@ -61,6 +83,7 @@ class ReferenceConfig(AnomalyConfig):
     published: list[PublishedNumber] = MISSING
     probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
     semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
+    stack: Optional[StackConfig] = None  # a lower model trained first, whose codes the recipe's model trains on
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,3 +93,6 @@ class ReferenceConfig(AnomalyConfig):
         if self.task == ReferenceTask.semi_supervised:
             require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
             require(model_class(self.model.name).supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+        if self.stack is not None:
+            require(self.data.name == "codes", "data", f"a stack's model trains on the lower model's codes: data=codes, got {self.data.name}")
+            require(self.data.path == self.stack.checkpoint, "data.path", f"a stack's model reads the lower model's checkpoint {self.stack.checkpoint}, got {self.data.path}")

@@ -22,16 +22,24 @@ class Dataset(StrEnum):
     sprites = "sprites"  # generated: dSprites' factors of variation, each image's factors known
     folder = "folder"  # the user's folder of images (docs/your-data.md)
     arrays = "arrays"  # the user's .npz/.npy file: images or vectors (docs/your-data.md)
+    codes = "codes"  # a trained model's codes of the images it was trained on, as vectors (data.path: its checkpoint)
 
     @property
     def reads_path(self) -> bool:
         """Whether the data set is read from `data.path` (the others are bundled or generated)."""
-        return self in (Dataset.mnist, Dataset.folder, Dataset.arrays)
+        return self in (Dataset.mnist, Dataset.folder, Dataset.arrays, Dataset.codes)
 
     @property
     def built_in(self) -> bool:
         """One of the study's own data sets, kept at its size and channels."""
-        return self not in (Dataset.folder, Dataset.arrays)
+        return self not in (Dataset.folder, Dataset.arrays, Dataset.codes)
+
+
+class CodeKind(StrEnum):
+    """What data=codes takes of each image's posterior q(z|x) (`aevae.data.codes`)."""
+
+    mean = "mean"  # the posterior mean
+    sample = "sample"  # a fresh draw for every training batch (Kingma et al. 2014's M1+M2); validation: one fixed draw; test: the mean
 
 
 class ResizeFilter(StrEnum):
@@ -98,6 +106,7 @@ class DataConfig:
     image_size: Optional[int] = MISSING  # folder/arrays: centre-crop to a square, resize to this side; null: as found
     channels: Optional[int] = MISSING  # folder/arrays: 1 (grey) or 3 (colour), converting; null: as found
     resize: ResizeFilter = MISSING  # the filter that resizes to image_size
+    codes: CodeKind = MISSING  # data=codes: each image's posterior mean, or a draw from its posterior per training batch
 
     def __post_init__(self) -> None:
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
@@ -115,10 +124,20 @@ class DataConfig:
                 require(getattr(self, key) is None, f"data.{key}", f"applies to data=folder or data=arrays; the built-in {name} keeps its own; set it to null")
         if not name.reads_path:
             require(self.path is None, "data.path", f"the built-in {name} reads no files; set it to null")
+        if name == Dataset.codes:
+            for key in ("image_size", "channels"):
+                require(getattr(self, key) is None, f"data.{key}", "applies to images; data=codes are vectors, set it to null")
+            require(self.prepared is None, "data.prepared", "data=codes are read from the model's checkpoint (data.path); set it to null")
+        require(name == Dataset.codes or self.codes == CodeKind.mean, "data.codes", f"applies to data=codes (a model's codes), not to {name}; leave it at mean")
 
     def require_path(self) -> None:
         """Refuse a data set read from `data.path` without one (where the raw data is read)."""
-        what = {Dataset.mnist: "the folder of its four IDX gz files", Dataset.folder: "a folder of images", Dataset.arrays: "an .npz or .npy file"}
+        what = {
+            Dataset.mnist: "the folder of its four IDX gz files",
+            Dataset.folder: "a folder of images",
+            Dataset.arrays: "an .npz or .npy file",
+            Dataset.codes: "a trained model's checkpoint (e.g. models/vae/checkpoints/best.ckpt)",
+        }
         name = Dataset(self.name)
         require(not name.reads_path or self.path is not None, "data.path", f"data={name} needs {what.get(name)}")
 
@@ -328,7 +347,8 @@ class AnomalyConfig(TrainConfig):
     normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
-    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
+    complexity: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a function: images (N, C, H, W) -> their complexity (N,)
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>, error_per_<complexity>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -346,7 +366,10 @@ class AnomalyConfig(TrainConfig):
         for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        for name, node in self.complexity.items():
+            require(isinstance(node, dict) and "_target_" in node, f"complexity.{name}", "give a `_target_` (a function of images (N, C, H, W) -> (N,)) and its arguments")
         methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        methods += [f"error_per_{name}" for name in self.complexity]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")

@@ -11,6 +11,7 @@ A stage's code is read from the source, plus what the source finds by name:
   import lazily, the model kinds' registry, runs only when a model kind is composed);
 - a sibling source file that a module names (`Path(__file__).with_name("x.py")`: a file logged
   and run elsewhere, as MLflow's model code);
+- the modules that its configs name by a Hydra `_target_` (`aevae.evaluation.complexity.total_variation`);
 - of `conf/`, the stage's primary config and those it extends, and of each config group only the
   option chosen and the options it extends (`conf/model/beta_vae.yaml` -> `vae.yaml` -> `ae.yaml`).
 """
@@ -138,6 +139,11 @@ def composed_config_paths(conf: Path, name: str, choices: Mapping[str, str | Non
     return paths, kinds
 
 
+def target_modules(config: Path) -> set[str]:
+    """The `aevae` modules that a config's Hydra `_target_`s (`aevae.<module>.<name>`) name."""
+    return {target.rsplit(".", 1)[0] for target in re.findall(rf"_target_:\s*[\"']?({PACKAGE}\.[\w.]+)", config.read_text())}
+
+
 def stage_code(root: Path, name: str, choices: Mapping[str, str | None], kinds: Iterable[str] = ()) -> list[Path]:
     """The files, relative to the project `root`, that the stage of entry point
     `pipelines/<name>.py` reads as code or config when its config composes with `choices` and it
@@ -147,6 +153,7 @@ def stage_code(root: Path, name: str, choices: Mapping[str, str | None], kinds: 
     configs, schema_kinds = composed_config_paths(conf, name, choices)
     plugins = set((src / PLUGINS).rglob("*.py"))
     modules = [f"{KINDS_PACKAGE}.{kind}" for kind in sorted({*kinds, *schema_kinds})]
+    modules += sorted(set().union(*(target_modules(path) for path in configs)))
     paths = {entry_point} | import_closure(src, entry_point, modules) | plugins | configs
     return sorted(path.relative_to(root) for path in paths)
 

@@ -65,7 +65,9 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
     importance-sampled -log p(x); `<model>_<latent|residual>_<detector>`, each detector of
-    `features.latent` / `features.residual` fitted on the features (`model_features`) of `normal_train`."""
+    `features.latent` / `features.residual` fitted on the features (`model_features`) of
+    `normal_train`; `<model>_error_per_<name>` (images only), the squared error of the mean
+    reconstruction divided by each image's complexity by `complexity.<name>`."""
     label, batch = cfg.model.label, cfg.data.eval_batch_size
     scores = {label: map_batches(model.score_anomaly, images, batch).double().cpu()}
     if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
@@ -76,6 +78,10 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     for features in ("latent", "residual"):
         found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
         scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
+    if images.dim() == 4:  # vectors have no neighbouring pixels: data_facts.SKIP_VECTORS["complexity"]
+        error = torch.from_numpy((scored["residual"] ** 2).sum(1))
+        for name, node in cfg.complexity.items():
+            scores[f"{label}_error_per_{name}"] = error / instantiate(node, _partial_=True)(images).cpu().double().clamp_min(1e-12)
     return scores
 
 
@@ -95,15 +101,16 @@ def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int
 
 def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
-    names methods, `<model>_ensemble`: their sum, each standardised on the case's normal
-    validation images), then the baselines'."""
+    names methods, `<model>_ensemble`: the sum of those the data allow, each standardised on the
+    case's normal validation images), then the baselines'."""
     (train_images, train_labels), (val_images, val_labels), (test_images, _) = data["train"], data["val"], data["test"]
     normal_train = train_images[torch.isin(train_labels, torch.tensor(case.normal, device=train_labels.device))]
     normal_val = val_images[torch.isin(val_labels, torch.tensor(case.normal, device=val_labels.device))]
     both = model_scores(model, torch.cat([test_images, normal_val]), normal_train, cfg, detectors)
     scores = {method: values[: len(test_images)] for method, values in both.items()}
     if cfg.ensemble:
-        chosen = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        named = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        chosen = [method for method in named if method in both]  # vectors have no error_per_<complexity>: SKIP_VECTORS says so
         held_out = {method: both[method][len(test_images) :] for method in chosen}
         scores[f"{cfg.model.label}_ensemble"] = standardized_sum({method: scores[method] for method in chosen}, held_out)
     n_components = resolve_pca_components(cfg.pca_components, {cfg.model.label: model})
@@ -164,6 +171,8 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {})
         write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv([])))
         return {}
+    if cfg.complexity and "complexity" in skipped(splits):
+        log.warning("%s/%s: %s", cfg.stage, cfg.model.label, skipped(splits)["complexity"])
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
     data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}

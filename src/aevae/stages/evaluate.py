@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.run.devices import check_device
@@ -23,7 +24,7 @@ from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures
 from aevae.evaluation.likelihood import DISCRETE_8BIT, MEANING, bits_per_dim, likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
-from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior_mean_variance
+from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior, posterior_mean_variance
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.evaluation.reconstruction import reconstruction_metrics
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # Data settings that define what a likelihood is measured on: a checkpoint's record overrides the config.
 PROTOCOL_KEYS = ("binarize", "threshold")
-DATAMODULE_HPARAMS = "datamodule_hyper_parameters"
 DENOISING_METRICS = ("psnr", "ssim")
 DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, under output_dir
 
@@ -48,8 +48,7 @@ DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, unde
 def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
     """`data_cfg` with the binarization the checkpoint's model was trained with, when the
     checkpoint records its training data config; raises DataError if it names another data set."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    trained = state.get(DATAMODULE_HPARAMS, {}).get("data")
+    trained = trained_data_config(read_checkpoint(checkpoint))
     resolved = copy.deepcopy(data_cfg)
     if trained is None:
         return resolved
@@ -84,13 +83,6 @@ def restoration_metrics(restore: Callable[[Tensor], Tensor], clean: Tensor, corr
         quality = reconstruction_metrics(map_batches(restore, images, batch_size), clean, batch_size)
         metrics |= {f"denoise/{kind}/{key}": quality[key] for key in DENOISING_METRICS}
     return metrics
-
-
-@torch.no_grad()
-def posterior(model: BaseAutoencoder, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Posterior means and log-variances of `images`, (N, D) each."""
-    mu, logvar = zip(*(model.encode(batch) for batch in images.split(batch_size)))
-    return torch.cat(mu), torch.cat(logvar)
 
 
 def likelihood_metrics(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:

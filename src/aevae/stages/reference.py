@@ -15,7 +15,10 @@ numbers it stands beside. Tasks:
   and the rest of the training split without labels; the test accuracy of its q(y|x) beside the
   same classifier net trained on the labelled images alone, whether its samples of each digit
   are seen as that digit by a digit classifier (the judge, trained once by the classifier stage),
-  their Fréchet distance per digit, the IS -log p(x) with y summed out, and its figures.
+  their Fréchet distance per digit, how often their nearest training image is a labelled one,
+  the IS -log p(x) with y summed out, and its figures. On a model's codes (data=codes; with
+  `stack`, that model, M1, trained first), the samples and figures go through both models
+  (`StackedModel`) and are judged as images.
 
 Models are chosen on the validation split (best.ckpt); the test split is scored once per seed.
 """
@@ -31,18 +34,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.config import AnomalyConfig, ClassifierStageConfig, Dataset, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.run.devices import describe
-from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
+from aevae.evaluation.conditional import accuracy, conditional_metrics, conditional_samples, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.memorisation import memorisation_metrics
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
 from aevae.io import write_json
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
+from aevae.models.stack import StackedModel
 from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
+from aevae.stages.codes import images_config, load_data
 from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
 
 Metrics = dict[str, float]
@@ -66,7 +72,7 @@ def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, 
     seeded = seed_config(cfg, TrainConfig, seed)
     train.run(seeded, parent=parent)
     model = load_model(Path(seeded.output_dir) / "checkpoints" / "best.ckpt").eval()
-    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=seed)
+    datamodule = InMemoryDataModule(load_data(cfg.data), cfg.data, seed=seed)
     datamodule.setup()
     return model, datamodule
 
@@ -121,13 +127,32 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     return metrics
 
 
+def lower_model(cfg: DictConfig, seed: int, parent: str | None) -> None:
+    """The stack's lower model (`stack`, M1): trained on its images without labels in
+    `stack.output_dir` during the first seed's run; the recipe's model trains on its codes."""
+    if cfg.stack is None or seed != cfg.seeds[0]:
+        return
+    settings = {key: cfg.stack[key] for key in ("data", "model", "net")} | {"trainer": cfg.trainer, "logger": cfg.logger}
+    lower = OmegaConf.merge(OmegaConf.structured(TrainConfig), settings)
+    lower.merge_with({"seed": seed, "output_dir": cfg.stack.output_dir, "stage": cfg.stage, "objective": cfg.objective, "compile": cfg.compile})
+    lower.trainer.max_epochs = cfg.stack.epochs
+    lower.logger.run_name = f"{cfg.stage}/{cfg.recipe}/{cfg.stack.model.label}"
+    train.run(lower, parent=parent)
+
+
+def images_data(cfg: DictConfig) -> Any:
+    """The data config of the images the recipe's samples are judged as: the recipe's own, or on
+    a model's codes, the images that model was trained on."""
+    return images_config(Path(cfg.data.path)) if cfg.data.name == Dataset.codes else cfg.data
+
+
 def judge(cfg: DictConfig, seed: int) -> DigitClassifier:
     """The digit classifier that labels generated images: trained by the classifier stage on the
-    recipe's data (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the first
-    seed's run, loaded by the later seeds."""
+    recipe's images (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the
+    first seed's run, loaded by the later seeds."""
     output_dir = Path(cfg.train_dir) / "judge"
     if seed == cfg.seeds[0]:
-        settings = {"data": cfg.data, "classifier": cfg.semi_supervised.judge, "trainer": cfg.trainer, "logger": cfg.logger}
+        settings = {"data": images_data(cfg), "classifier": cfg.semi_supervised.judge, "trainer": cfg.trainer, "logger": cfg.logger}
         judge_cfg = OmegaConf.merge(OmegaConf.structured(ClassifierStageConfig), settings, {"seed": seed, "output_dir": str(output_dir), "stage": "classifier"})
         judge_cfg.trainer.max_epochs = cfg.semi_supervised.judge_epochs
         judge_cfg.logger.run_name = f"{cfg.stage}/{cfg.recipe}/judge"
@@ -139,10 +164,13 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     """`test/accuracy` (and `val/accuracy`) of the model's q(y|x); `test/accuracy_supervised`: its
     classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
     and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
-    (`judge/test/accuracy`: its own accuracy on the test images); `test/nll_is` (k =
-    likelihood.samples, y summed out) and `test/elbo`, in nats. Figures in `<output_dir>/figures/seed_<s>`
-    (the reference report shows the first seed's)."""
+    (`judge/test/accuracy`: its own accuracy on the test images), and `gen/nearest_labelled`
+    beside `gen/nearest_random` (`memorisation_metrics`); `test/nll_is` (k = likelihood.samples, y
+    summed out) and `test/elbo`, in nats. Figures in `<output_dir>/figures/seed_<s>` (the
+    reference report shows the first seed's). On codes, the samples, their judging and the
+    figures are of images, through the stack."""
     settings, batch = cfg.semi_supervised, cfg.data.eval_batch_size
+    lower_model(cfg, seed, parent)
     scorer = judge(cfg, seed)
     model, datamodule = trained_model(cfg, seed, parent)
     (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = (datamodule.tensors[split] for split in ("train", "val", "test"))
@@ -160,14 +188,21 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
         "test/accuracy": accuracy(predict, test_images, test_labels, batch),
         "val/accuracy": accuracy(predict, val_images, val_labels, batch),
         "test/accuracy_supervised": accuracy(lambda x: supervised(x).argmax(1), test_images, test_labels, batch),
-        "judge/test/accuracy": accuracy(scorer.predict, test_images, test_labels, batch),
     }
-    torch.manual_seed(seed)
-    metrics |= conditional_metrics(model, scorer, test_images, test_labels, settings.samples_per_class, batch)
     if cfg.likelihood.samples > 0:
         bounds = likelihood_bounds(model, test_images, cfg.likelihood.samples, cfg.likelihood.batch_size, torch.Generator().manual_seed(seed))
         metrics |= {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
-    save_conditional_figures(model, test_images, settings.figure_rows, Path(cfg.output_dir) / "figures" / f"seed_{seed}", cfg.model.label, seed)
+    generator, images = model, datamodule
+    if cfg.data.name == Dataset.codes:  # judged as images, through the stack
+        generator = StackedModel(model, load_model(cfg.data.path), datamodule.splits).eval()
+        images = InMemoryDataModule(load_or_prepare(images_data(cfg)), images_data(cfg), seed=seed)
+    (train_pixels, _), (test_pixels, _) = images.split("train"), images.split("test")
+    metrics["judge/test/accuracy"] = accuracy(scorer.predict, test_pixels, test_labels, batch)
+    torch.manual_seed(seed)
+    samples, asked = conditional_samples(generator, settings.samples_per_class, batch)
+    metrics |= conditional_metrics(samples, asked, scorer, test_pixels, test_labels, batch)
+    metrics |= memorisation_metrics(samples, train_pixels, train_labels, subset.numpy(), settings.nearest_draws, seed, batch)
+    save_conditional_figures(generator, test_pixels, settings.figure_rows, Path(cfg.output_dir) / "figures" / f"seed_{seed}", cfg.model.label, seed)
     return metrics
 
 

@@ -18,7 +18,7 @@ from aevae.run import resume
 from aevae.run.checkpoints import AtomicCheckpointIO
 from aevae.run.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
 from aevae.config import validate
-from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.data import InMemoryDataModule
 from aevae.run.devices import check_accelerator, resolve_precision
 from aevae.records.mlflow_model import log_trained_model
 from aevae.models import build_model
@@ -26,6 +26,7 @@ from aevae.models.losses import resolve_likelihood
 from aevae.run.ownership import own_folder
 from aevae.run.progress import progress_bar
 from aevae.run.ranks import is_rank_zero
+from aevae.stages.codes import load_data
 from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
 
 
@@ -53,7 +54,7 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
     metrics_file = output_dir / "metrics.json"
     with own_folder(output_dir):
         resume.check_owner(checkpoint_dir, cfg.model.label)
-        splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
+        splits = load_data(cfg.data)  # every input loads before anything of a previous run is removed
         # `model.likelihood: auto` becomes the data kind's likelihood in everything written and logged
         cfg.model.likelihood = str(resolve_likelihood(cfg.model.likelihood, splits.image_shape))
         config_yaml = OmegaConf.to_yaml(params_of(cfg))
