@@ -88,7 +88,7 @@ class NaNAfterFirstEpoch(Autoencoder):
 
 def test_non_finite_loss_stops_with_the_step_keeps_the_checkpoint_and_fails_the_run(make_config, tracking_uri, monkeypatch, tmp_path):
     monkeypatch.setitem(KINDS, "nan_ae", NaNAfterFirstEpoch)
-    cfg = make_config(["model=ae", "model.name=nan_ae", "trainer.max_epochs=3", "trainer.progress=none", "net.hidden_dims=[16]"])
+    cfg = make_config(["model=ae", "model.name=nan_ae", "trainer.max_epochs=3", "trainer.progress=none", "net.hidden_dims=[16]", "data.batch_size=64"])  # 18 steps an epoch
     with pytest.raises(TrainingError, match=r"non-finite loss at step 18 \(epoch 1\): loss=nan, recon=[\d.]+"):
         train(cfg)
     checkpoint = torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -29,7 +29,7 @@ from aevae.stages.train import run as train
 from conftest import CONF_DIR, REPO_ROOT, copy_project, run_command, study_env
 
 COMMON = ["logger=none", "trainer.progress=none"]
-M1 = ["model=vae", "trainer.max_epochs=20", "model.latent_dim=8", "net.hidden_dims=[64]", "model.lr=3e-3", *COMMON]
+M1 = ["model=vae", "trainer.max_epochs=20", "model.latent_dim=8", "net.hidden_dims=[64]", "model.lr=3e-3", "data.batch_size=64", *COMMON]
 LABELS = 2  # labelled digits per class
 
 
@@ -81,7 +81,7 @@ def test_codes_are_the_lower_models_posterior_means_of_the_images_with_their_lab
     assert codes.is_vectors and codes.noise_std == {}
 
 
-def test_sampled_codes_are_drawn_afresh_for_each_training_batch_and_validation_keeps_the_means(stack):
+def test_sampled_codes_are_drawn_afresh_for_each_training_batch_once_for_validation_and_test_keeps_the_means(stack):
     data_cfg = codes_config(stack["checkpoint"], "sample")
     codes = load_data(data_cfg)
     logvar = stack["m1"].encode(InMemoryDataModule(load_or_prepare(images_config(stack["checkpoint"])), data_cfg).split("train")[0])[1]
@@ -91,7 +91,9 @@ def test_sampled_codes_are_drawn_afresh_for_each_training_batch_and_validation_k
     assert not torch.equal(draws[0], draws[1])  # the same order (one epoch's shuffle), a fresh draw
     means = datamodule.split("train")[0][datamodule.batches("train", shuffle=True).indices()]
     assert float((draws[0] - means).std()) == pytest.approx(float(codes.noise_std["train"].square().mean().sqrt()), rel=0.1)
-    assert torch.equal(torch.cat([x for x, _ in datamodule.batches("val")]), codes.images["val"])
+    val = torch.cat([x for x, _ in datamodule.batches("val")])
+    assert not torch.equal(val, codes.images["val"]) and torch.equal(val, InMemoryDataModule(codes, data_cfg).split("val")[0])  # one fixed draw
+    assert torch.equal(torch.cat([x for x, _ in datamodule.batches("test")]), codes.images["test"])
 
 
 def test_codes_of_a_model_without_a_posterior_or_an_unreadable_checkpoint_are_one_line(stack, tmp_path):

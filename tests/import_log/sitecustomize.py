@@ -1,7 +1,8 @@
 """Imported by every Python process started with this folder on PYTHONPATH (the `study` fixture's
 `dvc repro`): with AEVAE_IMPORT_LOG set, the process appends one JSON line to that file when it
-exits: its command line and the files of the aevae modules (and aevae's Hydra plugins) it ran.
-tests/test_pipeline.py checks them against the code each stage's overrides file lists."""
+exits: its command line as started (`@file` arguments unexpanded) and the files of the aevae
+modules (and of aevae's Hydra plugins) it ran. tests/test_pipeline.py checks them against the
+code each stage's overrides file lists."""
 
 import atexit
 import json
@@ -15,7 +16,7 @@ def record() -> None:
     modules = list(sys.modules.items())
     files = sorted({module.__file__ for name, module in modules if name.split(".")[0] in ("aevae", "hydra_plugins") and getattr(module, "__file__", None)})
     with open(LOG, "a") as log:
-        log.write(json.dumps({"argv": sys.argv, "files": files}) + "\n")
+        log.write(json.dumps({"argv": sys.orig_argv, "files": files}) + "\n")
 
 
 if LOG:

@@ -39,7 +39,7 @@ class CodeKind(StrEnum):
     """What data=codes takes of each image's posterior q(z|x) (`aevae.data.codes`)."""
 
     mean = "mean"  # the posterior mean
-    sample = "sample"  # a fresh draw for every training batch (Kingma et al. 2014's M1+M2); validation and test: the mean
+    sample = "sample"  # a fresh draw for every training batch (Kingma et al. 2014's M1+M2); validation: one fixed draw; test: the mean
 
 
 class ResizeFilter(StrEnum):

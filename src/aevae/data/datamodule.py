@@ -89,7 +89,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     With `binarize: dynamic`, training batches get a fresh Bernoulli draw each time they are
     served, while val/test use one fixed draw so that evaluation is repeatable; so do a model's
-    codes with `codes: sample` (a fresh draw from each posterior; val/test: the posterior means).
+    codes with `codes: sample`: a fresh draw from each posterior for training batches, one fixed
+    draw for val (whose loss chooses the checkpoint: it measures what training fits), the
+    posterior means for test (an image's code).
     """
 
     def __init__(self, splits: Splits, data_cfg: Any, seed: int = 0) -> None:
@@ -111,14 +113,16 @@ class InMemoryDataModule(L.LightningDataModule):
         static_mode = "static" if self.cfg.binarize == "dynamic" else self.cfg.binarize
         for split in SPLIT_NAMES:
             images, labels = self.splits.scaled(split), self.splits.labels[split]
-            noise = self.splits.noise_std.get(split) if split == "train" and self.cfg.codes == "sample" else None
+            noise = self.splits.noise_std.get(split) if split != "test" and self.cfg.codes == "sample" else None
             if self.cfg.train_classes is not None and split != "test":
                 keep = torch.isin(labels, torch.tensor(list(self.cfg.train_classes)))
                 images, labels, noise = images[keep], labels[keep], None if noise is None else noise[keep]
             if not (split == "train" and self.cfg.binarize == "dynamic"):
                 images = binarize(images, static_mode, self.cfg.threshold, generator)
+            if noise is not None and split == "val":  # one fixed draw: the validation loss measures what training fits
+                images = images + noise * torch.randn(images.shape, generator=generator)
             self.tensors[split] = (images.contiguous().to(device), labels.to(device))
-            if noise is not None:
+            if noise is not None and split == "train":
                 self.train_noise = noise.contiguous().to(device)
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:

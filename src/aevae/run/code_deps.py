@@ -130,11 +130,12 @@ def option_paths(conf: Path, group: str, option: str) -> tuple[set[Path], set[st
 
 def composed_config_paths(conf: Path, name: str, choices: Mapping[str, str | None]) -> tuple[set[Path], set[str]]:
     """The config files that composing `name` with these group `choices` (Hydra's
-    `hydra.runtime.choices`) reads, and the model kinds whose schema it loads."""
+    `hydra.runtime.choices`: `<group>` or `<group>@<package>`, an option placed elsewhere) reads,
+    and the model kinds whose schema it loads."""
     paths, kinds = primary_config_paths(conf, name), set()
     for group, option in choices.items():
         if option is not None:
-            more, more_kinds = option_paths(conf, group, option)
+            more, more_kinds = option_paths(conf, group.split("@")[0], option)
             paths, kinds = paths | more, kinds | more_kinds
     return paths, kinds
 
