@@ -1,5 +1,5 @@
-"""The shape of the code stays as designed: no import cycles, no upward imports, no private
-Lightning API, thin entry points, complete DVC dependencies, exactly pinned stack packages."""
+"""The shape of the code stays as designed: no import cycles, no upward imports, no evaluation
+module that loads data, no private Lightning API, thin entry points, complete DVC dependencies, exactly pinned stack packages."""
 
 import ast
 import re
@@ -94,6 +94,21 @@ def test_no_upward_imports():
         if layer(imported) > layer(module)
     ]
     assert not upward, "\n".join(upward)
+
+
+# importer -> imported: packages of one layer that must not import each other
+FORBIDDEN = {("aevae.evaluation", "aevae.data"): "evaluation takes tensors and arrays; the stage loads the data"}
+
+
+def test_no_forbidden_imports():
+    found = [
+        f"{module} imports {imported}: {why}"
+        for module, imports in import_graph().items()
+        for imported in imports
+        for (importer, banned), why in FORBIDDEN.items()
+        if module.startswith(importer) and (imported == banned or imported.startswith(banned + "."))
+    ]
+    assert not found, "\n".join(found)
 
 
 def test_no_private_lightning_api_in_src():

@@ -14,6 +14,7 @@ import torch
 
 from aevae.config import validate
 from aevae.data import load_or_prepare
+from aevae.data.subsets import labelled_subsets
 from aevae.run.devices import check_device
 from aevae.errors import DataError
 from aevae.evaluation.probe import (
@@ -91,7 +92,8 @@ def run(cfg: Any) -> dict[str, float]:
         features = probe_features(models, baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
         seeds = [cfg.seed + r for r in range(cfg.repeats)]
         classifier = lambda: logistic_probe(cfg.logreg.C, cfg.logreg.max_iter)  # noqa: E731
-        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), budgets, seeds, classifier)
+        subsets = labelled_subsets(train_labels.numpy(), budgets, seeds)
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), subsets, classifier)
         summary = summarize(runs)
         metrics = probe_metrics(summary)
         title = f"{cfg.data.name}: logistic regression (C={cfg.logreg.C}) on frozen features, {cfg.repeats} seeds"

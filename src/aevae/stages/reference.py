@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.data.subsets import labelled_subset
+from aevae.data.subsets import labelled_subset, labelled_subsets
 from aevae.run.devices import describe
 from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
@@ -113,9 +113,10 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
         "logreg": lambda: logistic_probe(probe.logreg.C, probe.logreg.max_iter, probe.standardize),
         "svm": lambda: svm_probe(probe.svm.C, probe.svm.gamma, probe.standardize),
     }
+    subsets = labelled_subsets(train_labels.numpy(), [probe.labels_per_class], range(probe.draws))
     metrics = {}
     for name, make_classifier in classifiers.items():
-        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), [probe.labels_per_class], range(probe.draws), make_classifier)
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), subsets, make_classifier)
         for feature in features:
             metrics[f"acc/{feature}/{name}"] = float(np.mean([run["accuracy"] for run in runs if run["feature"] == feature]))
     return metrics
