@@ -46,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("anomaly", [*study_overrides(args.model), f"data.root={args.mnist_root}", "logger=none", "trainer.enable_progress_bar=false",
                                   f"output_dir={tmp}", f"train_dir={tmp}/classes", f"normal_classes=[{args.normal_class}]", *overrides])  # fmt: skip
-        validate(cfg)
+        cfg = validate(cfg)
         detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
         datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
         datamodule.setup()

@@ -53,6 +53,19 @@ STUDY_PARAMS = {
     "probe.labels_per_class": [1, 5],
     "probe.repeats": 2,
 }
+
+
+def lr_keys(lr: float) -> dict:
+    """The learning-rate keys of a model config written by hand: conf/model/ae.yaml's Adam at
+    `lr` and a constant schedule."""
+    return {
+        "lr": lr,
+        "lr_schedule": "constant",
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-8, "weight_decay": 0.0},
+        "scheduler": {"_target_": "torch.optim.lr_scheduler.LambdaLR", "_partial_": True, "lr_lambda": {"_target_": "aevae.models.schedules.constant", "_partial_": True, "max_epochs": 1}},
+    }
+
+
 SERVER_START_TIMEOUT_S = 90
 SERVER_STOP_TIMEOUT_S = 5
 

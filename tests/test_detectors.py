@@ -124,7 +124,7 @@ def test_one_anomalous_protocol_trains_on_the_other_classes(make_config):
 
     cfg = make_config(["model=ae", "cases=one_anomalous"], config_name="anomaly")
     (case,) = PROTOCOLS[cfg.cases](list(range(10)), [4])
-    class_cfg = class_config(cfg, case)
+    class_cfg = class_config(validate(cfg), case)
     assert class_cfg.data.train_classes == [0, 1, 2, 3, 5, 6, 7, 8, 9] and class_cfg.output_dir.endswith("anomalous_4")
 
 

@@ -29,10 +29,10 @@ from aevae.stages.anomaly import model_scores, run as run_anomaly
 from aevae.stages.classifier import run as train_classifier
 from aevae.stages.evaluate import run as evaluate
 from aevae.stages.train import run as train
-from conftest import CONF_DIR, REPO_ROOT, TINY
+from conftest import CONF_DIR, REPO_ROOT, TINY, lr_keys
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
-BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
+BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, **lr_keys(1e-3))
 SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, **BASE}
 SHAPE = (1, 8, 8)
 

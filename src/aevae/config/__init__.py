@@ -94,7 +94,7 @@ def net_schemas() -> dict[str, type]:
     """Each net family's config class, by name."""
     from aevae.nets import NETS
 
-    return {name: family.config for name, family in NETS.items()}
+    return dict(NETS)
 
 
 # a config group whose every option has a schema of its own -> those schemas, by option name;
@@ -145,8 +145,12 @@ def _reject_unknown_keys(node: Any, path: str) -> None:
 
 
 def validate(cfg: Any) -> Any:
-    """Build the config's dataclasses, which check every value; returns them. Raises ConfigError
-    (one line, naming the key) before any data is loaded or any work starts."""
+    """Build the config's dataclasses, which check every value; returns them, the typed config
+    that a stage runs on (a typed config, such as one a stage made for another, is checked again
+    into a copy). Raises ConfigError (one line, naming the key) before any data is loaded or any
+    work starts."""
+    if is_dataclass(cfg):
+        cfg = OmegaConf.structured(cfg)
     _reject_unknown_keys(cfg, "")
     try:
         return OmegaConf.to_object(cfg)

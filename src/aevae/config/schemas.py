@@ -180,7 +180,8 @@ class TrainConfig:
         require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
         require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
-        require(isinstance(self.net, NETS[self.net.name].config), "net", f"not a {NETS[self.net.name].config.__name__}")
+        require(isinstance(self.net, NETS[self.net.name]), "net", f"not a {NETS[self.net.name].__name__}")
+        self.model.check_optimization()
 
 
 @dataclass

@@ -9,16 +9,16 @@ import io
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch import Tensor
 
-from aevae.config import TrainConfig, validate
+from aevae.config import AnomalyConfig, TrainConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.evaluation.anomaly import Case, class_means, defect_cases, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
 from aevae.evaluation.batches import map_batches
@@ -41,15 +41,17 @@ RocRow = tuple[str, str, float, float]  # a row of roc.csv
 Detectors = Mapping[str, Any]  # name -> a callable that builds an unfitted detector
 
 
-def class_config(cfg: DictConfig, case: Case) -> DictConfig:
-    """The training config (a `TrainConfig`) of the model for `case`: its training and
-    validation images are the case's normal labels only, its outputs go to `<train_dir>/<case>`,
-    its run is `anomaly/<model>/<case>`."""
-    class_cfg = config_part(cfg, TrainConfig)
-    class_cfg.data.train_classes = list(case.normal)
-    class_cfg.output_dir = str(Path(cfg.train_dir) / case.name)
-    class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/{case.name}"
-    return class_cfg
+def class_config(cfg: AnomalyConfig, case: Case) -> TrainConfig:
+    """The training config of the model for `case`: its training and validation images are the
+    case's normal labels only, its outputs go to `<train_dir>/<case>`, its run is
+    `anomaly/<model>/<case>`."""
+    return config_part(
+        cfg,
+        TrainConfig,
+        data=replace(cfg.data, train_classes=list(case.normal)),
+        output_dir=str(Path(cfg.train_dir) / case.name),
+        logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.model.label}/{case.name}"),
+    )
 
 
 def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[str, np.ndarray]:
@@ -60,7 +62,7 @@ def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[s
     return {"latent": codes.double().cpu().numpy(), "residual": residual.double().cpu().numpy()}
 
 
-def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of `images` by the model (higher = more anomalous), float64:
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
@@ -74,12 +76,12 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
         scores[f"{label}_iwae"] = -bounds["log_px"].double().cpu()
     normal, scored = model_features(model, normal_train, batch), model_features(model, images, batch)
     for features in ("latent", "residual"):
-        found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
+        found = feature_scores(detectors, getattr(cfg.features, features), features, normal[features], scored[features])
         scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
     return scores
 
 
-def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """The classical detectors' scores of `test_images`, fitted on `normal_train`:
     `pca<k>`, the reconstruction error of a k-component PCA; `pixels_<detector>` and
     `pca<k>_<detector>`, each detector of `features.pixels` and `features.pca` on the pixels
@@ -93,7 +95,7 @@ def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int
     return {method: torch.as_tensor(values) for method, values in scores.items()}
 
 
-def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
     names methods, `<model>_ensemble`: their sum, each standardised on the case's normal
     validation images), then the baselines'."""
@@ -134,7 +136,7 @@ def roc_csv(rows: list[RocRow]) -> str:
     return buffer.getvalue()
 
 
-def data_cases(cfg: Any, splits: Any, classes: list[int]) -> list[Case]:
+def data_cases(cfg: AnomalyConfig, splits: Any, classes: list[int]) -> list[Case]:
     """The cases the data call for: the anomaly layout's (`defects`, whatever `cases` says: its
     training images are all `good`), else those of the protocol `cfg.cases` over the test labels."""
     if splits.normal_label is not None:
@@ -146,7 +148,7 @@ def data_cases(cfg: Any, splits: Any, classes: list[int]) -> list[Case]:
     return protocol_cases(cfg.cases, classes, cfg.normal_classes)
 
 
-def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
+def run(cfg: AnomalyConfig, parent: str | None = None) -> dict[str, float]:
     """For each case of the protocol `cfg.cases` (one per class of `cfg.normal_classes`): train the
     configured model on the case's normal images (one MLflow run each, nested under this
     stage's run, itself under `parent` if given), score the test images by every method and
@@ -155,7 +157,7 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     and the share that did) and `roc.csv` under `cfg.output_dir`, and logs them; beside the
     case models, `<train_dir>/scores.pt` holds every test image's score per method and case
     (`<method>/<case>`) and the test `labels`. Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
     splits = load_or_prepare(cfg.data)
     output_dir = Path(cfg.output_dir)

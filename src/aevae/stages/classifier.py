@@ -17,7 +17,7 @@ from aevae.run.devices import check_accelerator
 from aevae.io import write_json
 from aevae.records.mlflow_model import log_trained_model
 from aevae.models.classifier import DigitClassifier
-from aevae.stages.common import open_stage_run, params_of, print_summary, run_name
+from aevae.stages.common import open_stage_run, print_summary, run_name
 from aevae.stages.data_facts import n_classes, skipped
 from aevae.stages.train import build_trainer
 
@@ -30,7 +30,7 @@ def run(cfg: Any) -> dict[str, float]:
     """Train the classifier of `cfg`; write `checkpoints/best.ckpt` and `metrics.json`
     (`classifier/val/accuracy`, `classifier/test/accuracy`) under `cfg.output_dir`; on data
     without labels, an empty `checkpoints/` and `{}`."""
-    validate(cfg)
+    cfg = validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -41,7 +41,7 @@ def run(cfg: Any) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {})
         return {}
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
-    model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape), n_classes(splits))
+    model = DigitClassifier(cfg.classifier, list(splits.image_shape), n_classes(splits))
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
         checkpoint = RelocatableCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
         trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint], run_name(cfg.logger, cfg.stage))

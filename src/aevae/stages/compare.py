@@ -99,7 +99,7 @@ def run(cfg: Any) -> Comparison:
     files and, for an HTTP store, the runs URL."""
     from mlflow.exceptions import MlflowException
 
-    validate(cfg)
+    cfg = validate(cfg)
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, project_root())
     tracking.check_reachable(uri)
     client = tracking.store_client(uri)

@@ -118,7 +118,7 @@ def md5(path: Path) -> str:
 def run(cfg: Any) -> dict[str, float]:
     """Check `cfg.params`; write every stage's overrides file under `cfg.output_dir` (removing
     the files of models no longer listed). Returns no metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     params = study.load(cfg.params)
     register_configs()  # the configs of the stages that follow, which it composes
     stages = stage_overrides(params, cfg.models_dir)

@@ -21,11 +21,11 @@ from aevae.evaluation.batches import map_batches
 from aevae.evaluation.disentanglement import SCORE_NAMES, dci, dimension_factors, factor_vae_score, mig
 from aevae.evaluation.latent import traverse
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior_mean_variance
-from aevae.io import write_atomic, write_csv, write_json
+from aevae.io import plain, write_atomic, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.reporting.plots import save_image_rows
 from aevae.reporting.report import markdown_table
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import open_stage_run, print_summary
 
 class Column(NamedTuple):
     heading: str
@@ -246,7 +246,7 @@ def run(cfg: Any) -> dict[str, float]:
     mutual information and DCI importance of each factor) and `figures/<name>_traversals.png`
     under `cfg.output_dir`, and the report `cfg.report`. MLflow: the stage's run, with one run per
     model nested under it. Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     for published in cfg.published:
         require(published.metric in SCORE_NAMES, "published", f"unknown score {published.metric!r}; expected one of {', '.join(SCORE_NAMES)}")
     device = check_device("device", cfg.device)
@@ -263,7 +263,7 @@ def run(cfg: Any) -> dict[str, float]:
     images = InMemoryDataModule(splits, cfg.data, seed=cfg.seed).split(cfg.split)[0].to(device)
     factors = splits.factors[cfg.split].numpy()
     output_dir = Path(cfg.output_dir)
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params_of(cfg)) as stage_run:
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=plain(cfg)) as stage_run:
         results = {name: score_model(name, model, images, factors, splits.factor_names, cfg) for name, model in models.items()}
         for name, result in results.items():
             with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=name, parent=stage_run.run_id) as model_run:

@@ -6,16 +6,16 @@ and IS bound, a diagonal-gaussian posterior the latent statistics, a prior the s
 classifier q(y|x) its test accuracy, class-conditional generation the share of samples seen as
 the class asked for and its figures."""
 
-import copy
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from aevae.config import validate
+from aevae.config import DataConfig, validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.run.devices import check_device
 from aevae.errors import DataError
@@ -28,11 +28,11 @@ from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.evaluation.sample_quality import class_histogram, coverage, frechet_distance
-from aevae.io import write_csv, write_json
+from aevae.io import plain, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import open_stage_run, print_summary
 from aevae.stages.data_card import data_card, save_sample_grid
 from aevae.stages.data_facts import is_vectors, skipped
 
@@ -45,21 +45,19 @@ DENOISING_METRICS = ("psnr", "ssim")
 DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, under output_dir
 
 
-def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
+def data_config_for(checkpoint: str | Path, data_cfg: DataConfig) -> DataConfig:
     """`data_cfg` with the binarization the checkpoint's model was trained with, when the
     checkpoint records its training data config; raises DataError if it names another data set."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     trained = state.get(DATAMODULE_HPARAMS, {}).get("data")
-    resolved = copy.deepcopy(data_cfg)
     if trained is None:
-        return resolved
+        return data_cfg
     if trained["name"] != data_cfg.name:
         raise DataError(f"{checkpoint}: trained on {trained['name']!r}, but data.name is {data_cfg.name!r}")
     for key in PROTOCOL_KEYS:
-        if trained[key] != data_cfg[key]:
-            log.warning("%s: data.%s=%s as trained (config: %s)", checkpoint, key, trained[key], data_cfg[key])
-        resolved[key] = trained[key]
-    return resolved
+        if trained[key] != getattr(data_cfg, key):
+            log.warning("%s: data.%s=%s as trained (config: %s)", checkpoint, key, trained[key], getattr(data_cfg, key))
+    return replace(data_cfg, **{key: trained[key] for key in PROTOCOL_KEYS})
 
 
 def split_images(splits: Splits, data_cfg: Any, seed: int, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
@@ -165,7 +163,7 @@ def run(cfg: Any) -> dict[str, float]:
     `protocol.json`, `latent_kl.csv` and `figures/<model>_<kind>.png` under `cfg.output_dir`.
     MLflow: the stage's run, and one run per model and baseline nested under it that logs the
     metrics without the name (one column per metric across models). Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     device = check_device("device", cfg.device)
     for checkpoint in cfg.models.values():
         if not Path(checkpoint).is_file():
@@ -192,7 +190,7 @@ def run(cfg: Any) -> dict[str, float]:
     protocols: dict[str, Any] = {}
     latent_table: list[dict[str, Any]] = []
     figures: dict[str, list[Path]] = {}
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params_of(cfg) | {"pca_components": n_components}) as stage_run:
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=plain(cfg) | {"pca_components": n_components}) as stage_run:
         for name, model in models.items():
             data_cfg = data_config_for(cfg.models[name], cfg.data)
             images, labels = split_images(splits, data_cfg, cfg.seed, device)["test"]

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def run(cfg: Any) -> dict[str, float]:
     """Read the data set of `cfg.data`, split it and write it to `cfg.output` (the manifest
     beside it); nothing is written unless every file reads. Returns the split sizes."""
-    validate(cfg)
+    cfg = validate(cfg)
     source = read_source(cfg.data, cfg.workers)
     splits = split_source(source, cfg.data)
     save_splits(splits, cfg.output)

@@ -29,9 +29,9 @@ from aevae.evaluation.probe import (
     resolve_pca_components,
     summarize,
 )
-from aevae.io import write_csv, write_json
+from aevae.io import plain, write_csv, write_json
 from aevae.reporting.plots import save_accuracy_plot
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.stages.common import open_stage_run, print_summary
 from aevae.stages.data_facts import skipped
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def run(cfg: Any) -> dict[str, float]:
     under `cfg.output_dir`, and log metrics and files to MLflow. Returns the metrics."""
     from aevae.data import InMemoryDataModule
 
-    validate(cfg)
+    cfg = validate(cfg)
     device = check_device("device", cfg.device)
     splits = load_or_prepare(cfg.data)
     output_dir = Path(cfg.output_dir)
@@ -87,7 +87,7 @@ def run(cfg: Any) -> dict[str, float]:
     baselines = [str(baseline) for baseline in cfg.baselines]  # StrEnum: the value
     n_components = resolve_pca_components(cfg.pca_components, models) if "pca" in baselines else None
 
-    params = params_of(cfg) | {"pca_components": n_components}  # as resolved from the models
+    params = plain(cfg) | {"pca_components": n_components}  # as resolved from the models
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params) as stage_run:
         features = probe_features(models, baselines, train_images, test_images, n_components, cfg.data.eval_batch_size, cfg.seed)
         seeds = [cfg.seed + r for r in range(cfg.repeats)]

@@ -24,44 +24,42 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceConfig, ReferenceTask, TrainConfig, check_budget, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset, labelled_subsets
 from aevae.run.devices import describe
 from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
-from aevae.io import write_json
+from aevae.io import plain, write_json
 from aevae.models import build_model, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
-from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
+from aevae.stages.common import Config, config_part, open_stage_run, print_summary
 
 Metrics = dict[str, float]
 
 
-def seed_config(cfg: DictConfig, schema: type, seed: int) -> DictConfig:
+def seed_config(cfg: ReferenceConfig, schema: type[Config], seed: int) -> Config:
     """The `schema` part of `cfg` (a TrainConfig or AnomalyConfig) for one seed, its run named
     `<stage>/<recipe>/seed_<s>` and its outputs in `<train_dir>/seed_<s>` (the anomaly stage's
     class models in `classes/` there): only the recipe's metrics and protocol are reports."""
-    seeded = config_part(cfg, schema)
-    seeded.seed = seed
-    seeded.logger.run_name = f"{cfg.stage}/{cfg.recipe}/seed_{seed}"
-    seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
+    output_dir = Path(cfg.train_dir) / f"seed_{seed}"
+    changes = {"seed": seed, "logger": replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/seed_{seed}"), "output_dir": str(output_dir)}
     if schema is AnomalyConfig:
-        seeded.train_dir = str(Path(seeded.output_dir) / "classes")
-    return seeded
+        changes["train_dir"] = str(output_dir / "classes")
+    return config_part(cfg, schema, **changes)
 
 
-def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, InMemoryDataModule]:
+def trained_model(cfg: ReferenceConfig, seed: int, parent: str | None) -> tuple[Any, InMemoryDataModule]:
     """Train the recipe's model with `seed`; its best checkpoint (by validation loss) and the data."""
     seeded = seed_config(cfg, TrainConfig, seed)
     train.run(seeded, parent=parent)
@@ -71,7 +69,7 @@ def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, 
     return model, datamodule
 
 
-def likelihood_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def likelihood_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`test/nll_is` (IWAE bound with k = likelihood.samples, nats) and `test/elbo`."""
     model, datamodule = trained_model(cfg, seed, parent)
     test_images, _ = datamodule.tensors["test"]
@@ -86,7 +84,7 @@ def recipe_method(method: str, label: str) -> str:
     return re.sub(rf"^{re.escape(label)}(?=_|$)", "model", re.sub(r"^pca\d+(?=_|$)", "pca", method))
 
 
-def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def one_class_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`<auroc|auprc>/<method>` (`recipe_method`): the anomaly stage's class means for this seed."""
     seeded = seed_config(cfg, AnomalyConfig, seed)
     results = anomaly.run(seeded, parent=parent)
@@ -98,7 +96,7 @@ def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     }
 
 
-def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def probe_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`acc/<vae|pixels>/<logreg|svm>`: test accuracy with `probe.labels_per_class` labels per
     class, the mean over `probe.draws` labelled subsets."""
     model, datamodule = trained_model(cfg, seed, parent)
@@ -122,21 +120,26 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     return metrics
 
 
-def judge(cfg: DictConfig, seed: int) -> DigitClassifier:
+def judge(cfg: ReferenceConfig, seed: int) -> DigitClassifier:
     """The digit classifier that labels generated images: trained by the classifier stage on the
     recipe's data (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the first
     seed's run, loaded by the later seeds."""
     output_dir = Path(cfg.train_dir) / "judge"
     if seed == cfg.seeds[0]:
-        settings = {"data": cfg.data, "classifier": cfg.semi_supervised.judge, "trainer": cfg.trainer, "logger": cfg.logger}
-        judge_cfg = OmegaConf.merge(OmegaConf.structured(ClassifierStageConfig), settings, {"seed": seed, "output_dir": str(output_dir), "stage": "classifier"})
-        judge_cfg.trainer.max_epochs = cfg.semi_supervised.judge_epochs
-        judge_cfg.logger.run_name = f"{cfg.stage}/{cfg.recipe}/judge"
+        judge_cfg = ClassifierStageConfig(
+            data=cfg.data,
+            classifier=cfg.semi_supervised.judge,
+            trainer=replace(cfg.trainer, max_epochs=cfg.semi_supervised.judge_epochs),
+            logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/judge"),
+            seed=seed,
+            output_dir=str(output_dir),
+            stage="classifier",
+        )
         classifier.run(judge_cfg)
     return load_classifier(output_dir / "checkpoints" / "best.ckpt")
 
 
-def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def semi_supervised_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`test/accuracy` (and `val/accuracy`) of the model's q(y|x); `test/accuracy_supervised`: its
     classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
     and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
@@ -150,7 +153,7 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     subset = torch.from_numpy(labelled_subset(train_labels.numpy(), cfg.model.labels_per_class, seed))
     torch.manual_seed(seed)
     supervised = fit_supervised(
-        build_model(params_of(cfg.model), params_of(cfg.net), model.image_shape).classifier,
+        build_model(cfg.model, cfg.net, model.image_shape).classifier,
         train_images[subset],
         train_labels[subset],
         settings.supervised_steps,
@@ -172,7 +175,7 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     return metrics
 
 
-TASKS: dict[ReferenceTask, Callable[[DictConfig, int, str | None], Metrics]] = {
+TASKS: dict[ReferenceTask, Callable[[ReferenceConfig, int, str | None], Metrics]] = {
     ReferenceTask.likelihood: likelihood_task,
     ReferenceTask.one_class: one_class_task,
     ReferenceTask.probe: probe_task,
@@ -191,15 +194,15 @@ def across_seeds(per_seed: Mapping[int, Metrics]) -> Metrics:
     return metrics
 
 
-def protocol_record(cfg: DictConfig, wall_seconds: float) -> dict[str, Any]:
+def protocol_record(cfg: ReferenceConfig, wall_seconds: float) -> dict[str, Any]:
     """What protocol.json says of a run: recipe, protocol, published numbers, budget, device, time."""
     return {
         "recipe": cfg.recipe,
         "task": str(cfg.task),
         "model": cfg.model.label,
-        "net": params_of(cfg.net),
+        "net": plain(cfg.net),
         "protocol": " ".join(cfg.protocol.split()),
-        "published": params_of(cfg.published),
+        "published": [plain(number) for number in cfg.published],
         "budget": {
             "name": cfg.budget,
             "epochs": cfg.trainer.max_epochs,
@@ -216,12 +219,11 @@ def protocol_record(cfg: DictConfig, wall_seconds: float) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig) -> Metrics:
+def run(cfg: ReferenceConfig) -> Metrics:
     """Run the recipe once per seed (each run nested under this stage's MLflow run); write
     `metrics.json` (numbers only, see `across_seeds`) and `protocol.json` under `cfg.output_dir`."""
     check_budget(cfg)
-    validate(cfg)
-    OmegaConf.resolve(cfg)  # the budget's values in place: each seed's config copies them
+    cfg = validate(cfg)
     start = time.perf_counter()
     label = f"{cfg.recipe}/{cfg.model.label}"
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=label) as stage_run:

@@ -15,7 +15,7 @@ TITLE = "aevae reference results: published MNIST numbers beside ours"
 def run(cfg: Any) -> dict[str, float]:
     """Write `cfg.output` from the recipes' directories and log it; returns the mean metrics,
     named `<recipe>/<model>/<metric>`."""
-    validate(cfg)
+    cfg = validate(cfg)
     results = [load_result(directory) for directory in cfg.recipes]
     metrics = {
         f"{result.protocol['recipe']}/{result.protocol['model']}/{name.removesuffix('/mean')}": value

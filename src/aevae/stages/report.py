@@ -66,32 +66,32 @@ def run(cfg: Any) -> dict[str, float]:
     `cfg.html` (images embedded) and `cfg.summary_json` (the summary's numbers); log them on the
     stage's MLflow run, and the summary's numbers also on the pipeline's parent run. Returns
     those numbers."""
-    typed: ReportConfig = validate(cfg)
-    data_card = data_card_section(typed.data_card, typed.output)  # every input is read before any figure is drawn
-    models = list(typed.models)
-    names = {MODEL: models, ONE_CLASS_MODEL: list(typed.one_class_models)}
-    save_roc_curves(per_model(typed.roc_curves, names), typed.roc_figure)
-    save_loss_curves(per_model(typed.histories, names), typed.loss_figure)
-    checkpoints = per_model(typed.checkpoints, names) if typed.register else {}
-    sections = [replace(section, files=expand_files(section.files, names)) for section in typed.sections]
-    trained = [json.loads(path.read_text()) | {"model": name} for pattern in typed.training_metrics for name, path in per_model(pattern, names).items()]
+    cfg = validate(cfg)
+    data_card = data_card_section(cfg.data_card, cfg.output)  # every input is read before any figure is drawn
+    models = list(cfg.models)
+    names = {MODEL: models, ONE_CLASS_MODEL: list(cfg.one_class_models)}
+    save_roc_curves(per_model(cfg.roc_curves, names), cfg.roc_figure)
+    save_loss_curves(per_model(cfg.histories, names), cfg.loss_figure)
+    checkpoints = per_model(cfg.checkpoints, names) if cfg.register else {}
+    sections = [replace(section, files=expand_files(section.files, names)) for section in cfg.sections]
+    trained = [json.loads(path.read_text()) | {"model": name} for pattern in cfg.training_metrics for name, path in per_model(pattern, names).items()]
     provisional = list(dict.fromkeys(metrics["model"] for metrics in trained if not levelled_off(metrics)))
-    summary = asdict(typed.summary) | {"models": models, "provisional": provisional} if typed.summary else None  # columns: models, then baselines
-    note = typed.dataset_notes.get(typed.dataset)
+    summary = asdict(cfg.summary) | {"models": models, "provisional": provisional} if cfg.summary else None  # columns: models, then baselines
+    note = cfg.dataset_notes.get(cfg.dataset)
     if note and summary:  # e.g. the digits variant: a smoke run, said before any number
         summary["text"] = f"**{note}**\n\n{summary['text'] or ''}"
-    markdown_text, html_text = report.render_report(typed.title, sections, typed.output, summary, data_card)
+    markdown_text, html_text = report.render_report(cfg.title, sections, cfg.output, summary, data_card)
     headline = report.summary_metrics(summary, sections) if summary else {}
-    with open_stage_run(cfg, stage=typed.stage, dataset=typed.dataset) as stage_run:
-        for path, text in ((typed.output, markdown_text), (typed.html, html_text)):
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.dataset) as stage_run:
+        for path, text in ((cfg.output, markdown_text), (cfg.html, html_text)):
             write_atomic(path, lambda tmp, text=text: tmp.write_text(text))
             stage_run.log_artifact(path)
-        stage_run.log_artifact(write_json(typed.summary_json, headline))
+        stage_run.log_artifact(write_json(cfg.summary_json, headline))
         stage_run.log_metrics(headline)
         stage_run.parent().log_metrics(headline)  # the pipeline's run: reproductions compare in one table
         if checkpoints:
             from aevae.records.mlflow_model import register_models  # MLflow's model flavour: only to register
 
-            register_models(stage_run, typed.dataset, checkpoints)
-    print_summary(f"{typed.stage} done", {}, f"{typed.output}, {typed.html}", stage_run, where_under_dvc=True)  # the study's last lines
+            register_models(stage_run, cfg.dataset, checkpoints)
+    print_summary(f"{cfg.stage} done", {}, f"{cfg.output}, {cfg.html}", stage_run, where_under_dvc=True)  # the study's last lines
     return headline

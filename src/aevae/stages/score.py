@@ -79,7 +79,7 @@ def run(cfg: Any) -> dict[str, float]:
     one `AevaeError` naming it. Returns the number of images."""
     from aevae.records.mlflow_model import open_model
 
-    validate(cfg)
+    cfg = validate(cfg)
     images, names = read_images(Path(cfg.images))
     model = open_model(cfg.model_uri, tracking.tracking_uri(cfg.tracking_uri, project_root()))
     if images.ndim == len(model.image_shape) and model.image_shape[0] == 1:  # (N, H, W) for one channel

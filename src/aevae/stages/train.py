@@ -17,22 +17,23 @@ from aevae.records import tracking
 from aevae.run import resume
 from aevae.run.checkpoints import AtomicCheckpointIO
 from aevae.run.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
-from aevae.config import validate
+from aevae.config import TrainConfig, TrainerConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.run.devices import check_accelerator, resolve_precision
 from aevae.records.mlflow_model import log_trained_model
 from aevae.models import build_model
 from aevae.models.losses import resolve_likelihood
+from aevae.io import plain
 from aevae.run.ownership import own_folder
 from aevae.run.progress import progress_bar
 from aevae.run.ranks import is_rank_zero
-from aevae.stages.common import log_summary, open_stage_run, params_of, print_summary, run_name
+from aevae.stages.common import log_summary, open_stage_run, print_summary, run_name
 
 
-def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbacks: list[L.Callback], name: str) -> L.Trainer:
+def build_trainer(trainer_cfg: TrainerConfig, output_dir: str | Path, logger: Any, callbacks: list[L.Callback], name: str) -> L.Trainer:
     """A Lightning Trainer from the `trainer` config node, its progress shown under `name`
     (`trainer.progress`) and its precision resolved (`auto`); checkpoints written atomically."""
-    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True, enum_to_str=True)
+    kwargs = plain(trainer_cfg)
     bar = progress_bar(kwargs.pop("progress"), name)
     kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
     return L.Trainer(
@@ -41,12 +42,12 @@ def build_trainer(trainer_cfg: Any, output_dir: str | Path, logger: Any, callbac
     )
 
 
-def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
+def run(cfg: TrainConfig, parent: str | None = None) -> dict[str, float]:
     """Train the model of `cfg` (its MLflow run nested under `parent` if given); write
     checkpoints, metrics.json, history.csv, config.yaml and reconstructions.png under
     `cfg.output_dir`, which this process owns while it trains. A training whose finished outputs
     there match `cfg` exactly is not redone. Returns the final validation metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
@@ -55,9 +56,10 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         resume.check_owner(checkpoint_dir, cfg.model.label)
         splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
         # `model.likelihood: auto` becomes the data kind's likelihood in everything written and logged
-        cfg.model.likelihood = str(resolve_likelihood(cfg.model.likelihood, splits.image_shape))
-        config_yaml = OmegaConf.to_yaml(params_of(cfg))
-        fingerprint = resume.fingerprint(cfg)
+        cfg.model.likelihood = resolve_likelihood(cfg.model.likelihood, splits.image_shape)
+        params = plain(cfg)
+        config_yaml = OmegaConf.to_yaml(params)
+        fingerprint = resume.fingerprint(params)
         if resume.finished_as_configured(output_dir, config_yaml, fingerprint):
             metrics = json.loads(metrics_file.read_text())
             log_summary(f"{run_name(cfg.logger, cfg.stage, cfg.model.label)} already trained as configured", metrics)
@@ -65,14 +67,14 @@ def run(cfg: Any, parent: str | None = None) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
         # checkpoints record the data config, so evaluation can use the binarization trained with
-        datamodule.save_hyperparameters({"data": params_of(cfg.data)}, logger=False)
-        model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
+        datamodule.save_hyperparameters({"data": params["data"]}, logger=False)
+        model = build_model(cfg.model, cfg.net, splits.image_shape)
         owner = is_rank_zero()  # the other ranks of a multi-process training only read the folder
         resumable = resume.find_resumable(checkpoint_dir, fingerprint, cfg.trainer.max_epochs, clear=owner)
         if owner:
             metrics_file.unlink(missing_ok=True)  # written again when this run ends
 
-        with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent) as mlflow_run:
+        with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=cfg.model.label, parent=parent, params=params) as mlflow_run:
             mlflow_run.take_over(resumable.run_id, resumable.history)  # the resumed epochs, logged once
             callbacks = [
                 RelocatableCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_last=True),
