@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from aevae.config import study
+from aevae.stages import schema
 from aevae.config import register_configs, validate
 from aevae.run.devices import native_bf16, resolve_precision
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
@@ -92,7 +93,7 @@ def parse_args() -> argparse.Namespace:
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
     """The train stage's config of the study's model `args.model`, on MNIST, with the benchmark's choices."""
-    register_configs()
+    register_configs(schema("train"))
     params = study.load(REPO_ROOT / "params.yaml")
     if args.model not in params.models:
         raise SystemExit(f"--model {args.model}: not a model of params.yaml; its models: {', '.join(params.models)}")
@@ -184,7 +185,8 @@ class EpochTimer(L.Callback):
 def fresh_model(cfg: DictConfig, splits: Splits, device: torch.device) -> BaseAutoencoder:
     """The configured model, with the same initial weights every time."""
     L.seed_everything(cfg.seed, verbose=False)
-    return build_model(cfg.model, cfg.net, splits.image_shape).to(device)
+    typed = validate(cfg)
+    return build_model(typed.model, typed.net, splits.image_shape).to(device)
 
 
 def as_trained(cfg: DictConfig, model: BaseAutoencoder) -> BaseAutoencoder:

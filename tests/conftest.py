@@ -24,6 +24,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from aevae.config import register_configs
+from aevae.stages import schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -69,7 +70,7 @@ def lr_keys(lr: float) -> dict:
 SERVER_START_TIMEOUT_S = 90
 SERVER_STOP_TIMEOUT_S = 5
 
-register_configs()
+register_configs(*(schema(path.stem) for path in sorted((REPO_ROOT / "pipelines").glob("*.py"))))  # every stage's
 
 
 # --- the repository stays clean -------------------------------------------------------------

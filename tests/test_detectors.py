@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
@@ -13,13 +12,13 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.svm import OneClassSVM
 
 from aevae.reporting import report
-from aevae.config import AnomalyProtocol, validate
+from aevae.config import validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import PROTOCOLS, Case, one_anomalous_cases, one_class_cases
 from aevae.evaluation.detectors import feature_scores
 from aevae.models import build_model
-from aevae.stages.anomaly import baseline_scores, model_scores
+from aevae.stages.anomaly import AnomalyProtocol, baseline_scores, model_scores
 from conftest import TINY
 
 
@@ -76,7 +75,7 @@ def toy_images(n: int, shift: float, generator: torch.Generator, direction: torc
 
 
 def test_latent_detectors_need_a_trained_encoder(make_config):
-    cfg = make_config([*TINY, "model=ae"], config_name="anomaly")
+    cfg = validate(make_config([*TINY, "model=ae"], config_name="anomaly"))
     generator = torch.Generator().manual_seed(0)
     direction = torch.randn(256, generator=generator)
     direction /= direction.norm()
@@ -84,7 +83,7 @@ def test_latent_detectors_need_a_trained_encoder(make_config):
     test = torch.cat([toy_images(300, 0.0, generator, direction), toy_images(300, 4.0, generator, direction)])
     targets = torch.cat([torch.zeros(300), torch.ones(300)]).long()
     torch.manual_seed(0)
-    model = build_model(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.net), (1, 16, 16)).eval()
+    model = build_model(cfg.model, cfg.net, (1, 16, 16)).eval()
     methods = [f"ae_latent_{name}" for name in cfg.features.latent]
 
     def auroc() -> dict[str, float]:

@@ -108,7 +108,7 @@ def test_each_kind_of_model_gives_its_results(make_config, tmp_path, trained, ov
         module = DigitClassifier(validate(cfg).classifier, [1, 8, 8])
     else:
         cfg = make_config([*TINY, *overrides])
-        module = build_model(cfg.model, cfg.net, [1, 8, 8])
+        module = build_model(validate(cfg).model, validate(cfg).net, [1, 8, 8])
     checkpoint = tmp_path / "untrained.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, checkpoint)
     model = TrainedModel(checkpoint)

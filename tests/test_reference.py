@@ -35,7 +35,8 @@ def recipe_model(make_config):
     datamodule = InMemoryDataModule(splits, cfg.data, seed=0)
     datamodule.setup()
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.net, splits.image_shape).eval()
+    typed = validate(cfg)
+    model = build_model(typed.model, typed.net, splits.image_shape).eval()
     assert [type(m).__name__ for m in model.encoder.net[1]][:4] == ["Linear", "Tanh", "Linear", "Tanh"]
     assert model.cfg.latent_dim == 50 and tuple(model.image_shape) == (1, 28, 28)
     return model, datamodule.tensors["test"][0][:64]

@@ -135,6 +135,21 @@ def test_entry_points_hold_no_logic(entry_point):
     assert len(body[-1].body) == 1 and config_name(entry_point) == entry_point.stem
 
 
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS, ids=lambda p: p.name)
+def test_each_stage_schema_is_found_by_the_stage_name(entry_point):
+    """`aevae.stages.schema(<stage>)`: the dataclass that `stages/<stage>.py`'s `run` takes, defined
+    there and registered as `<stage>_schema`, which `conf/<stage>.yaml` composes."""
+    from dataclasses import is_dataclass
+
+    from aevae.config import schema_name
+    from aevae.stages import schema
+
+    stage = entry_point.stem
+    found = schema(stage)
+    assert is_dataclass(found) and found.__module__ == f"aevae.stages.{stage}", found
+    assert schema_name(found) == f"{stage}_schema" in yaml.safe_load((REPO_ROOT / "conf" / f"{stage}.yaml").read_text())["defaults"]
+
+
 # the pipelines; their stages run from the repository root (the reference study sets `wdir: ../..`)
 DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml", "studies/sprites/dvc.yaml"]
 

@@ -9,17 +9,20 @@ import io
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from omegaconf import MISSING
 from torch import Tensor
 
-from aevae.config import AnomalyConfig, TrainConfig, validate
+from aevae.config import LikelihoodConfig, check_classes, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import ConfigError, require
 from aevae.evaluation.anomaly import Case, class_means, defect_cases, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.detectors import feature_scores
@@ -27,18 +30,61 @@ from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
-from aevae.errors import ConfigError
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.run.progress import announce
 from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 from aevae.stages.data_facts import class_names, has_labels, skipped
+from aevae.stages.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 ROC_COLUMNS = ("model", "class", "fpr", "tpr")
 RocRow = tuple[str, str, float, float]  # a row of roc.csv
 Detectors = Mapping[str, Any]  # name -> a callable that builds an unfitted detector
+
+
+class AnomalyProtocol(StrEnum):  # the cases of each: aevae.evaluation.anomaly.PROTOCOLS
+    one_class = "one_class"  # each class of normal_classes in turn is normal, the others anomalies
+    one_anomalous = "one_anomalous"  # each class of normal_classes in turn is the anomaly, the others normal
+
+
+@dataclass
+class DetectorFeatures:  # which detectors (names of `detectors`) run on which features
+    pixels: list[str] = MISSING  # the flattened images
+    pca: list[str] = MISSING  # the projections on the PCA baseline's components
+    latent: list[str] = MISSING  # the model's codes (`embed`: a VAE's posterior mean)
+    residual: list[str] = MISSING  # the image minus the model's mean reconstruction
+
+
+@dataclass
+class AnomalyConfig(TrainConfig):
+    cases: AnomalyProtocol = MISSING  # the protocol (params.yaml: anomaly.protocol)
+    normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
+    detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
+    features: DetectorFeatures = MISSING
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
+    likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
+    pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
+    roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
+    train_dir: str = MISSING  # the model of class c trains in <train_dir>/class_<c>
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.normal_classes is not None:
+            check_classes("normal_classes", self.normal_classes)
+        require(self.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
+        require(self.roc_points >= 2, "roc_points", f"must be >= 2, got {self.roc_points}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
+        for name, node in self.detectors.items():
+            require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
+        for features in ("pixels", "pca", "latent", "residual"):
+            for name in getattr(self.features, features):
+                require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        for part in self.ensemble:
+            require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
+        require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
 
 
 def class_config(cfg: AnomalyConfig, case: Case) -> TrainConfig:

@@ -11,11 +11,13 @@ one line naming it, before DVC has removed any stage's outputs.
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra import compose
 from hydra.errors import HydraException
+from omegaconf import MISSING
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import study
@@ -23,6 +25,7 @@ from aevae.run.code_deps import entry_point_code
 from aevae.config import register_configs, validate
 from aevae.errors import ConfigError, hydra_message
 from aevae.io import write_atomic
+from aevae.stages import schema
 from aevae.workspace import best_checkpoint
 
 log = logging.getLogger(__name__)
@@ -31,9 +34,18 @@ HEADER = "# Written by the configure stage from params.yaml (edit that, not this
 CODE_HEADER = "# The code it runs (md5); DVC re-runs the stage when one of these changes:"
 
 
+@dataclass
+class ConfigureConfig:
+    params: str = MISSING  # the study's params.yaml
+    models_dir: str = MISSING  # the train stage's models/<name>/ folders
+    output_dir: str = MISSING  # the overrides files
+    stage: str = MISSING
+
+
 def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> Any:
     """The config composed with `overrides` and validated; a failure names the params.yaml key
     that the failing override came from (`origin` maps an override's key to it)."""
+    register_configs(schema(config_name))  # the stage's schema, found by its name
     try:
         cfg = compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
@@ -115,12 +127,11 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: ConfigureConfig) -> dict[str, float]:
     """Check `cfg.params`; write every stage's overrides file under `cfg.output_dir` (removing
     the files of models no longer listed). Returns no metrics."""
     cfg = validate(cfg)
     params = study.load(cfg.params)
-    register_configs()  # the configs of the stages that follow, which it composes
     stages = stage_overrides(params, cfg.models_dir)
     root, output_dir = Path.cwd(), Path(cfg.output_dir)
     code: dict[str, list[str]] = {}

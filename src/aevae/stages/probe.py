@@ -7,16 +7,18 @@ The data module and the models (Lightning) are imported when the stage runs, not
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Optional, TYPE_CHECKING
 
 import torch
+from omegaconf import MISSING
 
-from aevae.config import validate
+from aevae.config import DataConfig, LogRegConfig, LoggerConfig, validate
 from aevae.data import load_or_prepare
 from aevae.data.subsets import labelled_subsets
-from aevae.run.devices import check_device
-from aevae.errors import DataError
+from aevae.errors import DataError, require
 from aevae.evaluation.probe import (
     ALL_LABELS,
     check_budgets,
@@ -31,6 +33,7 @@ from aevae.evaluation.probe import (
 )
 from aevae.io import plain, write_csv, write_json
 from aevae.reporting.plots import save_accuracy_plot
+from aevae.run.devices import check_device
 from aevae.stages.common import open_stage_run, print_summary
 from aevae.stages.data_facts import skipped
 
@@ -38,6 +41,40 @@ if TYPE_CHECKING:
     from aevae.models import BaseAutoencoder
 
 log = logging.getLogger(__name__)
+
+
+class Baseline(StrEnum):
+    pixels = "pixels"
+    pca = "pca"
+
+
+@dataclass
+class ProbeConfig:
+    data: DataConfig = MISSING
+    logger: LoggerConfig = MISSING
+    models: dict[str, str] = MISSING  # feature name -> checkpoint whose `embed` gives the features
+    baselines: list[Baseline] = MISSING
+    pca_components: Optional[int] = MISSING  # null: the models' latent size
+    labels_per_class: list[int] = MISSING  # label budgets, class-balanced subsets of train
+    all_labels: bool = MISSING  # also probe with every training label
+    repeats: int = MISSING  # subsets per budget, drawn with seeds seed .. seed + repeats - 1
+    device: str = MISSING  # torch device of the embedding (the fits run on the CPU)
+    seed: int = MISSING
+    logreg: LogRegConfig = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.data.train_classes is None, "data.train_classes", "the probe classifies every class; set it to null")
+        features = [*self.models, *(b.value for b in self.baselines)]
+        require(len(features) > 0, "models", "nothing to probe: name a checkpoint or a baseline")
+        require(len(set(features)) == len(features), "models", f"feature names must be unique (baselines included), got {features}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
+        budgets = list(self.labels_per_class)
+        require(len(budgets) > 0 or self.all_labels, "labels_per_class", "empty while all_labels is false: nothing to probe")
+        require(all(n > 0 for n in budgets), "labels_per_class", f"budgets must be > 0, got {budgets}")
+        require(len(set(budgets)) == len(budgets), "labels_per_class", f"budgets must be unique, got {budgets}")
+        require(self.repeats > 0, "repeats", f"must be > 0, got {self.repeats}")
 
 
 def load_probed_models(checkpoints: Mapping[str, str], image_shape: Sequence[int], device: torch.device) -> dict[str, "BaseAutoencoder"]:
@@ -65,7 +102,7 @@ def skip(cfg: Any, output_dir: Path, reason: str) -> dict[str, float]:
     return {}
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: ProbeConfig) -> dict[str, float]:
     """Probe the configured checkpoints and baselines; write `metrics.json`, `accuracy.csv`
     (mean and std per feature x budget), `accuracy_runs.csv` (every fit) and `accuracy.png`
     under `cfg.output_dir`, and log metrics and files to MLflow. Returns the metrics."""

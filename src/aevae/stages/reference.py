@@ -24,28 +24,113 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 
-from aevae.config import AnomalyConfig, ClassifierStageConfig, ReferenceConfig, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.config import LogRegConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset, labelled_subsets
-from aevae.run.devices import describe
+from aevae.errors import require
 from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
 from aevae.io import plain, write_json
-from aevae.models import build_model, load_model
-from aevae.models.classifier import DigitClassifier, load_classifier
+from aevae.models import MODELS, build_model, load_model
+from aevae.models.classifier import ClassifierConfig, DigitClassifier, load_classifier
+from aevae.run.devices import describe
 from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
+from aevae.stages.anomaly import AnomalyConfig
+from aevae.stages.classifier import ClassifierStageConfig
 from aevae.stages.common import Config, config_part, open_stage_run, print_summary
+from aevae.stages.train import TrainConfig
 
 Metrics = dict[str, float]
+
+
+class ReferenceTask(StrEnum):
+    likelihood = "likelihood"  # a VAE's test -log p(x) by importance sampling, and its test ELBO
+    one_class = "one_class"  # the anomaly stage's protocol, once per seed
+    probe = "probe"  # classifiers on the posterior means with a few labels per class
+    semi_supervised = "semi_supervised"  # an ssvae's q(y|x) test accuracy and its samples of each class
+
+
+@dataclass
+class PublishedNumber:
+    metric: str = MISSING  # the recipe's metric it stands beside (a key of its metrics.json, without /mean)
+    value: float = MISSING
+    source: str = MISSING  # paper, table and setting
+    target: Optional[float] = None  # the figure ours should reach at full budget
+    better: str = MISSING  # lower | higher
+
+
+@dataclass
+class SVMConfig:
+    C: float = MISSING
+    gamma: str = MISSING  # scale | auto (scikit-learn's RBF width rules)
+
+
+@dataclass
+class ReferenceProbeConfig:
+    labels_per_class: int = MISSING
+    draws: int = MISSING  # labelled subsets per trained model, drawn with seeds 0 .. draws - 1
+    standardize: bool = MISSING  # scale each feature to unit variance before the classifiers
+    logreg: LogRegConfig = MISSING
+    svm: SVMConfig = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.labels_per_class > 0, "probe.labels_per_class", f"must be > 0, got {self.labels_per_class}")
+        require(self.draws > 0, "probe.draws", f"must be > 0, got {self.draws}")
+
+
+def check_budget(cfg: Any) -> None:
+    """Reject a `budget` the recipe does not define, by name (before its values are interpolated)."""
+    budgets = cfg.get("budgets") or {}
+    require(cfg.budget in budgets, "budget", f"unknown budget {cfg.budget!r}; the recipe has {', '.join(budgets) or 'none (name a recipe: experiment=ref_...)'}")
+
+
+@dataclass
+class SemiSupervisedConfig:
+    """The semi-supervised reference task's settings beside the model's (`semi_supervised`)."""
+
+    judge: ClassifierConfig = MISSING  # the digit classifier that labels the samples, trained by the classifier stage
+    judge_epochs: int = MISSING
+    samples_per_class: int = MISSING  # conditional samples of each digit (accuracy, Fréchet distance)
+    supervised_steps: int = MISSING  # full-batch Adam steps of the supervised-only baseline (at model.lr)
+    figure_rows: int = MISSING  # rows of the conditional-sample grid and of the analogy figure
+
+    def __post_init__(self) -> None:
+        for key in ("judge_epochs", "supervised_steps", "figure_rows"):
+            require(getattr(self, key) > 0, f"semi_supervised.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(self.samples_per_class >= 2, "semi_supervised.samples_per_class", f"must be >= 2 (a covariance needs two), got {self.samples_per_class}")
+
+
+@dataclass
+class ReferenceConfig(AnomalyConfig):
+    recipe: str = MISSING  # the recipe's name, as in `experiment=<recipe>`
+    task: ReferenceTask = MISSING
+    seeds: list[int] = MISSING  # one training (per normal class, for one_class) per seed
+    budget: str = MISSING  # a key of `budgets`
+    budgets: dict[str, Any] = MISSING  # budget name -> the values the recipe reads through ${budgets.${budget}.*}
+    protocol: str = MISSING  # the protocol in words, for protocol.json and the reference report
+    published: list[PublishedNumber] = MISSING
+    probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
+    semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
+        if self.task == ReferenceTask.likelihood:
+            require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+        if self.task == ReferenceTask.semi_supervised:
+            require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
+            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
 
 
 def seed_config(cfg: ReferenceConfig, schema: type[Config], seed: int) -> Config:

@@ -7,27 +7,53 @@ and the interrupted run is deleted, so every epoch appears once (see `aevae.run.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
-from aevae.records import tracking
-from aevae.run import resume
-from aevae.run.checkpoints import AtomicCheckpointIO
-from aevae.run.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
-from aevae.config import TrainConfig, TrainerConfig, validate
+from aevae.config import DataConfig, LoggerConfig, TrainerConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.run.devices import check_accelerator, resolve_precision
-from aevae.records.mlflow_model import log_trained_model
-from aevae.models import build_model
-from aevae.models.losses import resolve_likelihood
+from aevae.errors import require
 from aevae.io import plain
+from aevae.models import MODELS, build_model
+from aevae.models.losses import resolve_likelihood
+from aevae.nets import NETS
+from aevae.records import tracking
+from aevae.records.mlflow_model import log_trained_model
+from aevae.run import resume
+from aevae.run.callbacks import EpochHistory, FitOutputs, RelocatableCheckpoint, ReseedEachEpoch
+from aevae.run.checkpoints import AtomicCheckpointIO
+from aevae.run.devices import check_accelerator, resolve_precision
 from aevae.run.ownership import own_folder
 from aevae.run.progress import progress_bar
 from aevae.run.ranks import is_rank_zero
 from aevae.stages.common import log_summary, open_stage_run, print_summary, run_name
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = MISSING
+    # Typed by the chosen group option's schema (`model/<name>_schema`, `net/<name>_schema`); a
+    # field typed with a base class here would retype the node when anomaly.yaml extends train.
+    model: Any = MISSING
+    net: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING  # recorded in MLflow tags and run names
+    objective: str = MISSING  # the metric returned to a Hydra sweeper
+    compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
+
+    def __post_init__(self) -> None:
+        require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
+        require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
+        require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
+        require(isinstance(self.net, NETS[self.net.name]), "net", f"not a {NETS[self.net.name].__name__}")
+        self.model.check_optimization()
 
 
 def build_trainer(trainer_cfg: TrainerConfig, output_dir: str | Path, logger: Any, callbacks: list[L.Callback], name: str) -> L.Trainer:
