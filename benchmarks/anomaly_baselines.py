@@ -2,9 +2,9 @@
 (default: digit 0 normal, MNIST), the stage's three parts timed in one process, with the study's
 settings for model `--model` (params.yaml through the configure stage's overrides for
 anomaly@<model>): (a) training the one-class model, (b) scoring the test images by the model's
-methods (reconstruction error, IS -log p(x), latent and residual detectors, ensemble), (c) the
-baselines (PCA, and kNN / LOF / Isolation Forest / one-class SVM on pixels and on PCA
-features). Prints each part's seconds and (c) / (a + b + c).
+methods (reconstruction error, IS -log p(x), latent and residual detectors, error per total
+variation, ensemble), (c) the baselines (PCA, and kNN / LOF / Isolation Forest / one-class SVM
+on pixels and on PCA features). Prints each part's seconds and (c) / (a + b + c).
 
     python benchmarks/anomaly_baselines.py --model ae --normal-class 0 [hydra overrides]
 """

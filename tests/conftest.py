@@ -54,6 +54,8 @@ STUDY_PARAMS = {
     "probe.labels_per_class": [1, 5],
     "probe.repeats": 2,
 }
+IMPORT_LOG_DIR = REPO_ROOT / "tests" / "import_log"  # its sitecustomize.py logs a process's aevae files
+IMPORT_LOG = "AEVAE_IMPORT_LOG"  # the file it appends to
 
 
 def lr_keys(lr: float) -> dict:
@@ -240,7 +242,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     repo = tmp_path_factory.mktemp("study")
     copy_project(repo)
     set_params(repo / "params.yaml", STUDY_PARAMS)
-    env = study_env()
+    # each Python process logs the aevae files it ran (tests/import_log/sitecustomize.py)
+    env = {**study_env(), "PYTHONPATH": str(IMPORT_LOG_DIR), IMPORT_LOG: str(tmp_path_factory.mktemp("imports") / "imports.jsonl")}
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study"]):
         run_command(args, repo, env)
     return Study(repo, env, run_command(["dvc", "repro"], repo, env))

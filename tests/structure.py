@@ -1,7 +1,9 @@
-"""Reading the project's structure from its source: imports inside `src/aevae`, and the config
-files an entry point composes. Shared by the structure tests."""
+"""Reading the project's structure from its source: imports inside `src/aevae`, and the stages of
+the dvc.yaml files. Shared by the structure tests."""
 
 from pathlib import Path
+
+import yaml
 
 from aevae.run import code_deps
 
@@ -39,11 +41,18 @@ def import_graph() -> dict[str, set[str]]:
 config_name = code_deps.config_name
 
 
-def composed_config_paths(name: str) -> set[Path]:
-    """`conf/<name>.yaml`, the primary configs it extends, and the config groups it selects."""
-    return code_deps.composed_config_paths(CONF, name)
+# the pipelines; their stages run from the repository root (the studies set `wdir: ../..`)
+DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml", "studies/sprites/dvc.yaml"]
+CODE = ("pipelines", "src", "conf")  # what the configure stages hash for the others
 
 
-def covered(path: Path, deps: list[str]) -> bool:
-    """Whether a DVC dependency list names `path` or a directory holding it."""
-    return any(path == REPO_ROOT / dep or (REPO_ROOT / dep) in path.parents for dep in deps)
+def dvc_stages(dvc_file: str) -> dict[str, dict]:
+    """The stages of a dvc.yaml that run an entry point: name -> {cmd, deps}."""
+    pipeline = yaml.safe_load((REPO_ROOT / dvc_file).read_text())
+    bodies = {name: stage.get("do", stage) for name, stage in pipeline["stages"].items()}
+    return {name: body for name, body in bodies.items() if "python pipelines/" in body["cmd"]}
+
+
+def configure_args(dvc_file: str) -> dict[str, str]:
+    """The `key=value` arguments of a dvc.yaml's configure stage."""
+    return dict(arg.split("=", 1) for arg in dvc_stages(dvc_file)["configure"]["cmd"].split() if "=" in arg)

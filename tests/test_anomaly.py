@@ -105,7 +105,7 @@ def test_vae_is_also_scored_by_its_importance_sampled_likelihood(make_config, tm
     cfg = make_config([*TINY, *brief, "model=vae", "normal_classes=[7]", "likelihood.samples=5", "logger=none"], config_name="anomaly")
     metrics = run_anomaly(cfg)
     detectors = ("knn", "lof", "iforest", "ocsvm")
-    model_methods = {"vae", "vae_iwae", "vae_latent_knn", "vae_latent_lof", "vae_latent_mahalanobis", "vae_residual_lof", "vae_ensemble"}
+    model_methods = {"vae", "vae_iwae", "vae_latent_knn", "vae_latent_lof", "vae_latent_mahalanobis", "vae_residual_lof", "vae_error_per_tv", "vae_ensemble"}
     methods = model_methods | {"pca4"} | {f"{features}_{d}" for features in ("pixels", "pca4") for d in detectors}
     scores = {f"anomaly/{m}/{s}/{c}" for m in methods for s in ("auroc", "auprc") for c in ("class_7", "mean")}
     assert metrics.keys() == scores | {"anomaly/vae/levelled_off/class_7", "anomaly/vae/levelled_off/mean"}  # whether its training levelled off

@@ -3,17 +3,18 @@
 import subprocess
 import sys
 
-import yaml
+from hydra import compose, initialize_config_dir
 
-from conftest import REPO_ROOT
+from conftest import CONF_DIR, REPO_ROOT
 
 
 def test_throughput_benchmark_trains_as_the_study_and_prints_its_fraction_of_the_gemm_peak(tmp_path):
     args = [sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--epochs", "1", "--train-limit", "256", "--gemm-size", "256", "--paths", "fp32,bf16", "net.hidden_dims=[32]"]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    assert f"batch={params['train']['batch_size']} lr={params['models']['vae']['lr']}" in result.stdout
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        study_vae = compose("train", overrides=["model=vae", "data=mnist"])  # conf/'s defaults are the study's
+    assert f"batch={study_vae.data.batch_size} lr={study_vae.model.lr} lr_schedule={study_vae.model.lr_schedule}" in result.stdout
     # 784-32-(2x16) encoder and 16-32-784 decoder: 51,712 multiply-adds forward, 2 FLOPs each, 3 forwards a step
     assert "training step 0.310 (3 x its forward)" in result.stdout
     assert "GEMM peak (256x256 torch.mm): fp32 " in result.stdout and "of peak" in result.stdout

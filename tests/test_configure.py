@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from aevae.config import study
+from aevae.config import studies, study
 from aevae.errors import ConfigError
 from aevae.stages.configure import stage_overrides
 from conftest import CONF_DIR, REPO_ROOT, set_params
@@ -47,13 +47,54 @@ def test_a_bad_number_in_params_names_its_params_key(tmp_path, key, value):
     assert str(error.value).startswith(f"params.yaml {key}: "), error.value
 
 
-def test_the_configure_entry_point_names_evaluate_iw_samples(tmp_path):
+REFUSED = [
+    ({"evaluate.iw_samples": 0}, "error: params.yaml evaluate.iw_samples: must be >= 1, got 0"),
+    (
+        {"train.lr": 2e-3, "models": {"vae": {"model": "vae", "lr": 1e-3}}, "anomaly.models": ["vae"]},
+        "error: params.yaml train.lr: every model sets its own (models.<name>.lr), so it reaches no training; remove it from train or from the models' entries",
+    ),
+    ({"train.lrr": 2e-3}, "error: params.yaml train.lrr: not a key of ae's model, net, trainer or data config (did you mean lr?)"),
+]
+
+
+@pytest.mark.parametrize("values, message", REFUSED, ids=["bad value", "train key every model overrides", "train key of no config"])
+def test_the_configure_entry_point_refuses_a_bad_params_key_in_one_line_before_writing(tmp_path, values, message):
     params = tmp_path / "params.yaml"
     params.write_text((REPO_ROOT / "params.yaml").read_text())
-    set_params(params, {"evaluate.iw_samples": 0})
+    set_params(params, values)
     result = subprocess.run(
         [sys.executable, "pipelines/configure.py", f"params={params}", f"models_dir={tmp_path / 'models'}", f"output_dir={tmp_path / 'overrides'}", f"hydra.run.dir={tmp_path / 'hydra'}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 2 and result.stderr.strip() == "error: params.yaml evaluate.iw_samples: must be >= 1, got 0", result.stderr[-3000:]
+    assert result.returncode == 2 and result.stderr.strip() == message, result.stderr[-3000:]
     assert not (tmp_path / "overrides").exists()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("sprites", {"modelz": {}}, "modelz: Key 'modelz' not in 'SpritesParams'"),
+        ("sprites", {"models.vae_seed0.beta": "high"}, "models.vae_seed0.beta: Value 'high' of type 'str' could not be converted to Float"),
+        ("reference", {"recipes.m2.experment": "ref_m2"}, "recipes.m2.experment: Key 'experment' not in 'Recipe'"),
+    ],
+    ids=["unknown key", "wrong type", "recipe typo"],
+)
+def test_a_study_params_file_with_a_bad_key_is_one_line_naming_it(tmp_path, name, change, message):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "studies" / name / "params.yaml").read_text())
+    set_params(params, change)
+    with pytest.raises(ConfigError) as error:
+        studies.load(name, params)
+    assert str(error.value).startswith(f"{params} {message}") and "\n" not in str(error.value), error.value
+
+
+@pytest.mark.fast
+def test_a_recipe_is_one_entry_of_the_reference_params(tmp_path):
+    """A recipe listed in studies/reference/params.yaml gets its stage and its row of the report."""
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "studies/reference/params.yaml").read_text())
+    set_params(params, {"recipes.again": {"experiment": "ref_iwae_vae", "model": "vae"}})
+    stages = studies.load("reference", params).stages("reports/reference")
+    assert stages["recipe/again"] == ("reference", [("experiment", "recipes.again.experiment", "ref_iwae_vae"), ("model", "recipes.again.model", "vae"), ("budget", "budget", "cpu"), ("trainer", "trainer", "cpu")])
+    assert stages["report"][1][0][2][-1] == "reports/reference/again"

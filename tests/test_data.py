@@ -23,7 +23,7 @@ pytestmark = pytest.mark.fast  # all quick (`make test-fast`), the prepare CLI's
 
 DIGITS = dict(
     name="digits", path=None, download=False, prepared=None, split_seed=0, val_fraction=0.2, test_fraction=0.2,
-    train_classes=None, binarize="none", threshold=0.5, batch_size=64, eval_batch_size=256,
+    train_classes=None, binarize="none", threshold=0.5, batch_size=64, eval_batch_size=256, codes="mean",
 )
 
 

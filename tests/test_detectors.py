@@ -16,6 +16,7 @@ from aevae.config import validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import PROTOCOLS, Case, one_anomalous_cases, one_class_cases
+from aevae.evaluation.complexity import total_variation
 from aevae.evaluation.detectors import feature_scores
 from aevae.models import build_model
 from aevae.stages.anomaly import AnomalyProtocol, baseline_scores, model_scores
@@ -74,6 +75,18 @@ def toy_images(n: int, shift: float, generator: torch.Generator, direction: torc
     return images.clamp(0, 1).reshape(n, 1, 16, 16)
 
 
+def fit(model, images: torch.Tensor, steps: int, generator: torch.Generator) -> None:
+    """Train `model` on `images` for `steps` Adam steps of 64 random images."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = images[torch.randint(0, len(images), (64,), generator=generator)]
+        loss = model.loss_terms(batch, batch)["loss"].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def test_latent_detectors_need_a_trained_encoder(make_config):
     cfg = validate(make_config([*TINY, "model=ae"], config_name="anomaly"))
     generator = torch.Generator().manual_seed(0)
@@ -91,17 +104,44 @@ def test_latent_detectors_need_a_trained_encoder(make_config):
         return {method: roc_auc_score(targets, scores[method]) for method in methods}
 
     before = auroc()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(800):
-        batch = normal[torch.randint(0, len(normal), (64,), generator=generator)]
-        loss = model.loss_terms(batch, batch)["loss"].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit(model, normal, 800, generator)
     after = auroc()
     assert all(value < 0.65 for value in before.values()), before  # near chance
     assert all(value > 0.93 for value in after.values()), after
+
+
+@pytest.mark.fast
+def test_total_variation_sums_the_steps_between_neighbouring_pixels():
+    images = torch.zeros(2, 2, 3, 3)
+    images[0, 0, 1, 1] = 1.0  # one bright pixel: four steps of 1
+    images[1, 1, :, 2] = 0.5  # a column of 0.5 at the edge: three steps of 0.5
+    assert total_variation(images).tolist() == [4.0, 1.5]
+
+
+def bars(n: int, vertical: bool, generator: torch.Generator) -> torch.Tensor:
+    """16x16 images of one bar (a whole column, or a whole row) of random brightness at a random
+    place on black: the same ink and the same total variation either way."""
+    line = torch.nn.functional.one_hot(torch.randint(1, 15, (n,), generator=generator), 16) * (0.5 + 0.5 * torch.rand(n, 1, generator=generator))
+    images = line[:, None, :].expand(n, 16, 16)  # every row the same: a vertical bar
+    return (images if vertical else images.transpose(1, 2)).reshape(n, 1, 16, 16).contiguous()
+
+
+def test_the_error_per_complexity_needs_a_trained_model(make_config):
+    cfg = validate(make_config([*TINY, "model=ae", "features.latent=[]", "features.residual=[]"], config_name="anomaly"))
+    generator = torch.Generator().manual_seed(0)
+    normal = bars(1000, True, generator)
+    test = torch.cat([bars(300, True, generator), bars(300, False, generator)])
+    targets = torch.cat([torch.zeros(300), torch.ones(300)]).long()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.net, (1, 16, 16))
+
+    def auroc() -> float:
+        return roc_auc_score(targets, model_scores(model.eval(), test, normal, cfg, detectors_of(cfg))["ae_error_per_tv"])
+
+    before = auroc()
+    fit(model, normal, 300, generator)
+    after = auroc()
+    assert 0.35 < before < 0.65 and after > 0.95, (before, after)  # 0.47 and 1.0 here
 
 
 @pytest.mark.fast
@@ -130,7 +170,8 @@ def test_one_anomalous_protocol_trains_on_the_other_classes(make_config):
 @pytest.mark.parametrize(
     ("override", "key"),
     [("cases=two_class", "cases"), ("features.pixels=[knn,svdd]", "features.pixels"),
-     ("ensemble=[score,latent_svdd]", "ensemble"), ("+detectors.bad={n_neighbors:3}", "detectors.bad")],
+     ("ensemble=[score,latent_svdd]", "ensemble"), ("+detectors.bad={n_neighbors:3}", "detectors.bad"),
+     ("+complexity.bad={scale:2}", "complexity.bad"), ("ensemble=[error_per_png]", "ensemble")],
 )  # fmt: skip
 @pytest.mark.fast
 def test_invalid_detector_config_names_the_key(make_config, override, key):

@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 from aevae.run import resume
 from aevae.errors import TrainingError
 from aevae.io import write_atomic
-from aevae.models import MODELS, Autoencoder
+from aevae.models import KINDS
+from aevae.models.ae import Autoencoder
 from aevae.stages.train import run as train
 from conftest import REPO_ROOT
 
@@ -86,7 +87,7 @@ class NaNAfterFirstEpoch(Autoencoder):
 
 
 def test_non_finite_loss_stops_with_the_step_keeps_the_checkpoint_and_fails_the_run(make_config, tracking_uri, monkeypatch, tmp_path):
-    monkeypatch.setitem(MODELS, "nan_ae", NaNAfterFirstEpoch)
+    monkeypatch.setitem(KINDS, "nan_ae", NaNAfterFirstEpoch)
     cfg = make_config(["model=ae", "model.name=nan_ae", "trainer.max_epochs=3", "trainer.progress=none", "net.hidden_dims=[16]"])
     with pytest.raises(TrainingError, match=r"non-finite loss at step 18 \(epoch 1\): loss=nan, recon=[\d.]+"):
         train(cfg)

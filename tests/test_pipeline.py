@@ -6,17 +6,21 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from conftest import run_command as run, stage_processes
+from conftest import IMPORT_LOG, REPO_ROOT, STUDY_PARAMS, run_command as run, stage_processes
 
 OTHER_STAGES = {"configure", "prepare", "classifier", "train@ae", "train@dae", "train@beta_vae", "anomaly@ae", "anomaly@dae", "anomaly@beta_vae"}
 VAE_BRANCH = {"configure", "train@vae", "anomaly@vae", "evaluate", "probe", "report"}
 MODELS = ("ae", "dae", "vae", "beta_vae")
+OVERRIDE_FILES = [f"{stage}/{m}" for stage in ("train", "anomaly") for m in MODELS]  # the test study's: every model also one-class
 # what DVC itself prints around the stages' own lines
 DVC_LINES = ("Running stage", "> ", "Updating lock file", "To track the changes", "To enable auto staging", "\tgit add", "\tdvc config", "Use `dvc push`")
 # a training's progress under `dvc repro` (stdout not a terminal): `train/vae epoch 3/3 val/loss 109.3 eta 0s`
@@ -93,28 +97,62 @@ def test_repro_nests_stage_and_class_runs_under_one_pipeline_parent(study):
     assert not (repo / "mlruns").exists()  # artifacts live beside the store
 
 
+TRAININGS = {f"{stage}@{m}" for stage in ("train", "anomaly") for m in MODELS}
+VAE_KIND = {f"{stage}@{m}" for stage in ("train", "anomaly") for m in ("vae", "beta_vae")}  # model kind vae (beta_vae: a config)
+# A sample of files under src/ and conf/, each edited alone, and the stages whose code holds it:
+# its import closure (lazy imports, the model kinds it composes or loads, the files its modules
+# name) and the config options it composes. No stage of the study composes M2 or a conv net.
+EDITS = [
+    ("src/aevae/models/ssvae.py", set()),  # M2: no stage of this study trains or loads it
+    ("conf/model/ssvae.yaml", set()),
+    ("conf/net/conv.yaml", set()),  # an option no stage chooses
+    ("src/aevae/models/vae.py", VAE_KIND | {"evaluate", "probe"}),  # evaluate and probe load every trained model
+    ("conf/model/vae.yaml", VAE_KIND),  # beta_vae extends vae
+    ("src/aevae/records/mlflow_model_code.py", TRAININGS | {"classifier", "report"}),  # the model code a training logs (report registers it)
+    ("src/aevae/data/digits.py", TRAININGS | {"prepare", "classifier", "evaluate", "probe"}),
+    ("conf/data/digits.yaml", TRAININGS | {"prepare", "classifier", "evaluate", "probe"}),
+    ("src/aevae/reporting/report.py", {"report"}),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "path, old, new, marked",
-    [
-        ("conf/data/digits.yaml", "batch_size: 64", "batch_size: 32", {*(f"train@{m}" for m in MODELS), *(f"anomaly@{m}" for m in MODELS), "prepare", "classifier", "evaluate", "probe"}),
-        ("src/aevae/reporting/report.py", '"""The study report', '"""The report', {"report"}),
-    ],
-    ids=["data config", "report code"],
-)
-def test_a_code_or_config_change_marks_exactly_the_stages_that_read_it(study, path, old, new, marked):
+def test_a_code_or_config_edit_marks_exactly_the_stages_that_run_it(study):
+    """Each file of EDITS edited alone (a comment appended): after `configure`, `dvc status` names
+    exactly the stages whose code holds it; with the file restored, everything is up to date."""
     repo, env, _ = study
-    file = repo / path
-    original = file.read_text()
-    file.write_text(original.replace(old, new))
-    try:
-        run(["dvc", "repro", "configure"], repo, env)
-        status = json.loads(run(["dvc", "status", "--json"], repo, env).strip().splitlines()[-1])
-    finally:
-        file.write_text(original)
-        run(["dvc", "repro", "configure"], repo, env)
-    assert set(status) == marked, status
+    marked = {}
+    for path, _ in EDITS:
+        file = repo / path
+        original = file.read_bytes()
+        file.write_bytes(original + b"\n# edited\n")
+        try:
+            run(["dvc", "repro", "configure"], repo, env)
+            marked[path] = set(json.loads(run(["dvc", "status", "--json"], repo, env).strip().splitlines()[-1]))
+        finally:
+            file.write_bytes(original)
+    run(["dvc", "repro", "configure"], repo, env)
     assert "up to date" in run(["dvc", "status"], repo, env).lower()
+    wrong = [f"{path}: marked {sorted(marked[path])}, expected {sorted(expected)}" for path, expected in EDITS if marked[path] != expected]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.slow
+def test_every_aevae_file_a_stage_ran_is_in_its_code_list(study):
+    """Each stage process of the study's `dvc repro` (its aevae files logged at exit by
+    tests/import_log) ran only files that its overrides file lists: lazy imports, model kinds
+    found by name and Hydra's plugins included."""
+    src = REPO_ROOT / "src"
+    checked = set()
+    for line in Path(study.env[IMPORT_LOG]).read_text().splitlines():
+        record = json.loads(line)
+        overrides = next((arg[1:] for arg in record["argv"] if arg.startswith("@overrides/")), None)
+        if overrides is None:  # dvc itself, git hooks
+            continue
+        listed = {line.split()[1] for line in (study.repo / overrides).read_text().splitlines() if line.startswith("# ") and len(line.split()) == 3}
+        ran = {str(Path(file).relative_to(REPO_ROOT)) for file in record["files"] if Path(file).is_relative_to(src)}
+        assert ran <= listed, f"{overrides} lacks {sorted(ran - listed)}"
+        checked.add(overrides)
+    assert len(checked) == len(list((study.repo / "overrides").rglob("*.txt")))  # every stage of the study
 
 
 def latest_run(repo, name: str):
@@ -124,9 +162,43 @@ def latest_run(repo, name: str):
 
 
 @pytest.mark.slow
+def test_a_training_by_hand_is_the_studys_training(study):
+    """`pipelines/train.py model=vae` with the study's data and epochs and no other override: the
+    config and metrics of `train@vae` (conf/'s defaults are the study's)."""
+    repo, env, _ = study
+    data, epochs = STUDY_PARAMS["data.name"], STUDY_PARAMS["models.vae.max_epochs"]
+    hand = ["model=vae", f"data={data}", f"data.prepared=data/prepared/{data}.pt", f"trainer.max_epochs={epochs}", "output_dir=outputs/hand"]
+    run([sys.executable, "pipelines/train.py", *hand, "hydra.run.dir=outputs/hand/hydra"], repo, env)
+    config = yaml.safe_load((repo / "outputs/hand/config.yaml").read_text())
+    assert config["output_dir"] == "outputs/hand"
+    assert config | {"output_dir": "models/vae"} == yaml.safe_load((repo / "models/vae/config.yaml").read_text())
+    assert json.loads((repo / "outputs/hand/metrics.json").read_text()) == json.loads((repo / "models/vae/metrics.json").read_text())
+
+
+def overrides_of(repo, stage: str) -> list[str]:
+    """The overrides that configure wrote for `stage` (`train/vae`), without its comments."""
+    return [line for line in (repo / "overrides" / f"{stage}.txt").read_text().splitlines() if not line.startswith("#")]
+
+
+@pytest.mark.slow
+def test_a_train_key_reaches_every_model_whose_entry_does_not_set_it(study):
+    repo, env, _ = study
+    params = (repo / "params.yaml").read_bytes()
+    try:
+        run(["dvc", "exp", "run", "-S", "+train.lr=2e-3", "-S", "+models.dae.lr=1e-3", "configure"], repo, env)
+        with initialize_config_dir(config_dir=str(repo / "conf"), version_base="1.3"):
+            lrs = {stage: compose(stage.split("/")[0], overrides_of(repo, stage)).model.lr for stage in OVERRIDE_FILES}
+    finally:
+        (repo / "params.yaml").write_bytes(params)
+        run(["dvc", "repro", "configure"], repo, env)
+    assert lrs == {stage: 1e-3 if stage.endswith("/dae") else 2e-3 for stage in OVERRIDE_FILES}
+    assert "up to date" in run(["dvc", "status"], repo, env).lower()
+
+
+@pytest.mark.slow
 def test_a_vae_param_reaches_its_run_and_reruns_only_the_vae_branch(study):
     repo, env, _ = study
-    output = run(["dvc", "exp", "run", "-S", "models.vae.lr=0.003"], repo, env)
+    output = run(["dvc", "exp", "run", "-S", "+models.vae.lr=0.003"], repo, env)
     assert stages_run(output) == VAE_BRANCH
     assert "models.vae.lr" in run(["dvc", "params", "diff"], repo, env)
     assert latest_run(repo, "train/vae").data.params["model.lr"] == "0.003"
@@ -152,10 +224,12 @@ def outputs_bytes(repo) -> dict[str, bytes]:
     [
         (["-S", "+seeed=1"], "error: params.yaml seeed: unknown key (did you mean seed?)"),
         (["-S", "+models.vae.lrr=0.003"], "error: params.yaml models.vae.lrr: not a key of vae's model, net, trainer or data config (did you mean lr?)"),
-        (["-S", "models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
+        (["-S", "+models.vae.latent_dim=abc"], "error: params.yaml models.vae.latent_dim: Error merging override model.latent_dim=abc"),
         (["-S", "models.vae.lrr=0.003"], "Could not override 'models.vae.lrr'"),  # refused by DVC itself: a key params.yaml lacks needs `+`
+        (["-S", "+train.max_epochs=3"], "error: params.yaml train.max_epochs: every model sets its own (models.<name>.max_epochs), so it reaches no training"),
+        (["-S", "+train.lrr=0.003"], "error: params.yaml train.lrr: not a key of ae's model, net, trainer or data config (did you mean lr?)"),
     ],
-    ids=["top-level typo", "entry typo", "wrong type", "typo without +"],
+    ids=["top-level typo", "entry typo", "wrong type", "typo without +", "train key every entry overrides", "train key of no config"],
 )
 def test_a_bad_param_fails_in_one_line_and_changes_nothing(study, args, message):
     repo, env, _ = study

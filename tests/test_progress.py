@@ -132,7 +132,7 @@ def test_announce_counts_the_models_a_stage_trains_in_turn(capsys):
 
 
 def test_a_bad_precision_in_params_yaml_is_refused_in_one_line(tmp_path):
-    params = (REPO_ROOT / "params.yaml").read_text().replace("  lr_schedule: cosine\n", "  lr_schedule: cosine\n  precision: fp8\n")
+    params = (REPO_ROOT / "params.yaml").read_text().replace("train: {}", "train: {precision: fp8}")
     assert "precision: fp8" in params
     (tmp_path / "params.yaml").write_text(params)
     result = subprocess.run(

@@ -2,6 +2,7 @@
 scikit-learn on the saved scores, the report's verdicts, and the whole study through DVC at the
 smoke budget."""
 
+import itertools
 import json
 import math
 import subprocess
@@ -20,7 +21,7 @@ from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.io import load_tensors
 from aevae.models import build_model
 from aevae.models.losses import gaussian_kl
-from aevae.reporting.reference_table import verdict
+from aevae.reporting.reference_table import RecipeResult, samples_table, verdict
 from aevae.stages.reference import across_seeds, run as run_reference
 from conftest import REPO_ROOT, copy_project, run_command, set_params, study_env
 
@@ -95,6 +96,20 @@ def test_verdict_uses_the_target_and_the_direction():
     assert verdict(0.90, {"value": 0.975, "target": None, "better": "higher"}) == "missed by 0.075"
 
 
+@pytest.mark.fast
+def test_the_samples_table_sets_the_share_nearest_a_labelled_image_beside_chance():
+    names = ("test/accuracy", "gen/accuracy", "gen/nearest_labelled", "gen/nearest_random")
+    semi = across_seeds({0: dict(zip(names, (0.9, 0.95, 0.2, 0.002))), 1: dict(zip(names, (0.92, 0.97, 0.18, 0.002)))})
+    results = [
+        RecipeResult({"recipe": "ref_m2", "model": "ssvae", "budget": {"seeds": [0, 1]}}, semi, []),
+        RecipeResult({"recipe": "ref_m1_probe", "model": "vae", "budget": {"seeds": [0]}}, across_seeds({0: {"acc/vae/svm": 0.8}}), []),
+    ]
+    table = samples_table(results).splitlines()
+    assert table[0] == "| recipe | q(y|x) test accuracy | samples classified as asked | samples nearest a labelled image | the same, random same-class sets |"
+    assert table[2:] == ["| ref_m2 (ssvae) | 0.91 ± 0.014 (2 seeds) | 0.96 ± 0.014 (2 seeds) | 0.19 ± 0.014 (2 seeds) | 0.002 ± 0 (2 seeds) |"]
+    assert samples_table(results[1:]) == ""
+
+
 def test_an_unknown_budget_is_one_line_before_any_work(tmp_path):
     result = subprocess.run(
         [sys.executable, "pipelines/reference.py", "experiment=ref_m1_probe", "budget=huge", f"hydra.run.dir={tmp_path}", "logger=none"],
@@ -123,15 +138,16 @@ def test_the_reference_study_runs_end_to_end_through_dvc(tmp_path):
         run_command(args, repo, env)
     run_command(["dvc", "repro", "studies/reference/dvc.yaml"], repo, env)
     report = (repo / "reports/reference.md").read_text()
-    for number in ("86.76", "0.897", "0.948", "0.975", "0.882", "0.8803"):
+    for number in ("86.76", "0.897", "0.948", "0.975", "0.882", "0.8803", "0.9667"):
         assert number in report
-    for key in ("iwae_vae", "one_class_ae", "one_class_vae", "m1_probe", "m2"):
+    for key in ("iwae_vae", "one_class_ae", "one_class_vae", "m1_probe", "m2", "m1m2"):
         protocol = json.loads((repo / f"reports/reference/{key}/protocol.json").read_text())
         assert protocol["budget"]["name"] == "smoke" and protocol["data"] == "mnist"
         assert f"{protocol['recipe']} ({protocol['model']})" in report
-    for figure in ("ssvae_analogies", "ssvae_conditional_samples"):  # M2's figures of the first seed, shown in the report
-        path = f"reference/m2/figures/seed_0/{figure}.png"
+    for recipe, figure in itertools.product(("m2", "m1m2"), ("ssvae_analogies", "ssvae_conditional_samples")):  # the first seed's, in the report
+        path = f"reference/{recipe}/figures/seed_0/{figure}.png"
         assert f"({path})" in report and (repo / "reports" / path).stat().st_size > 0
+    assert "| ref_m1m2 (ssvae) |" in report.split("## Samples of the class asked for")[1]  # beside its as-asked accuracy
     assert "up to date" in run_command(["dvc", "status", "studies/reference/dvc.yaml"], repo, env).lower()
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     (run,) = client.search_runs(client.get_experiment_by_name("aevae").experiment_id, "tags.`aevae.stage` = 'reference_report'")

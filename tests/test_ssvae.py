@@ -21,9 +21,9 @@ from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import detection_metrics
-from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, fit_supervised
+from aevae.evaluation.conditional import accuracy, analogy_grid, conditional_grid, conditional_metrics, conditional_samples, fit_supervised
 from aevae.evaluation.likelihood import likelihood_bounds
-from aevae.models import MODELS, Capability, build_model, load_model
+from aevae.models import Capability, all_kinds, build_model, load_model, model_class
 from aevae.models.classifier import load_classifier
 from aevae.models.losses import gaussian_kl
 from aevae.stages.anomaly import model_scores, run as run_anomaly
@@ -34,7 +34,7 @@ from conftest import CONF_DIR, REPO_ROOT, TINY, lr_keys
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, **lr_keys(1e-3))
-SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, **BASE}
+SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, "labelled_weight": 0.5, **BASE}
 SHAPE = (1, 8, 8)
 
 
@@ -78,7 +78,7 @@ def test_step_objective_adds_the_labelled_batch_its_weighted_cross_entropy_and_t
         labelled = model.labelled_terms(x[:3], x[:3], y)
     q = model.classify(x[3:])
     balance = math.log(10) - float(-(q.mean(0) * q.mean(0).log()).sum())  # log 10 - H(mean q(y|x))
-    expected = unlabelled + labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean() + SSVAE["balance"] * balance
+    expected = unlabelled + SSVAE["labelled_weight"] * labelled["nll"].mean() + SSVAE["alpha"] * labelled["ce"].mean() + SSVAE["balance"] * balance
     torch.testing.assert_close(objective, expected)
     assert balance > 0 and float(model.class_balance(torch.full((4, 10), 0.1))) == pytest.approx(0.0, abs=1e-6)
     assert float(model.class_balance(F.one_hot(torch.tensor([3, 3]), 10).float())) == pytest.approx(math.log(10))
@@ -103,9 +103,9 @@ def test_importance_bound_with_the_class_summed_out_is_above_the_elbo():
 def test_capabilities_are_declared_and_the_rest_refused():
     x = torch.rand(4, *SHAPE)
     vae = build_model({"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}, MLP, SHAPE)
-    assert {c for c in Capability if MODELS["ae"].supports(c)} == set()
+    assert {c for c in Capability if model_class("ae").supports(c)} == set()
     assert {c for c in Capability if vae.supports(c)} == {Capability.sample, Capability.likelihood, Capability.posterior}
-    assert all(MODELS["ssvae"].supports(c) for c in Capability)
+    assert all(model_class("ssvae").supports(c) for c in Capability)
     with pytest.raises(NotImplementedError, match="given class"):
         vae.sample_given(torch.tensor([1]))
     with pytest.raises(NotImplementedError, match="no classifier"):
@@ -123,7 +123,7 @@ def test_capabilities_are_declared_and_the_rest_refused():
 def test_stages_ask_a_model_what_it_can_do_and_never_name_a_model_class():
     """A new model kind needs no stage edit: no stage module names a concrete model class (an
     `isinstance` branch, an import); they ask `supports(Capability...)` instead."""
-    classes = {cls.__name__ for cls in MODELS.values()}
+    classes = {cls.__name__ for cls in all_kinds().values()}
     named = {
         (path.name, node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else node.name)
         for path in sorted((REPO_ROOT / "src" / "aevae" / "stages").glob("*.py"))
@@ -182,7 +182,7 @@ def test_trained_samples_show_the_digit_asked_for_more_often_than_untrained(trai
     scores = {}
     for name in ("model", "untrained"):
         torch.manual_seed(0)
-        scores[name] = conditional_metrics(trained[name], trained["judge"], test_images, test_labels, per_class=30, batch_size=512)
+        scores[name] = conditional_metrics(*conditional_samples(trained[name], 30, 512), trained["judge"], test_images, test_labels, batch_size=512)
     assert scores["model"]["gen/accuracy"] > scores["untrained"]["gen/accuracy"] + 0.2
     assert scores["untrained"]["gen/accuracy"] < 0.35  # an untrained decoder ignores the class asked for
     assert {f"gen/fid/digit_{d}" for d in range(10)} <= scores["model"].keys()
@@ -250,6 +250,7 @@ def test_anomaly_stage_scores_an_ssvae_also_by_its_likelihood_with_the_class_sum
     [
         ("model.alpha=-1", "model.alpha: must be >= 0"),
         ("model.balance=-1", "model.balance: must be >= 0"),
+        ("model.labelled_weight=-1", "model.labelled_weight: must be >= 0"),
         ("model.labels_per_class=0", "model.labels_per_class: must be > 0"),
         ("net=conv", "net: ssvae is built on MLP nets"),
     ],

@@ -1,22 +1,16 @@
 """The shape of the code stays as designed: no import cycles, no upward imports, no evaluation
-module that loads data, no private Lightning API, thin entry points, complete DVC dependencies, exactly pinned stack packages."""
+module that loads data, no private Lightning API, thin entry points, each stage's schema found by
+its name, complete DVC dependencies (every stage's code listed by its study's configure stage),
+exactly pinned stack packages."""
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
-from structure import (
-    REPO_ROOT,
-    SRC,
-    composed_config_paths,
-    config_name,
-    covered,
-    import_closure,
-    import_graph,
-    module_name,
-)
+from structure import CODE, DVC_FILES, REPO_ROOT, SRC, config_name, configure_args, dvc_stages, import_graph, module_name
 
 pytestmark = pytest.mark.fast  # no training: part of `make test-fast`
 
@@ -41,6 +35,7 @@ LAYERS = {
     "aevae.run.sweeps": 2,
     "aevae.config": 3,
     "aevae.config.study": 3,
+    "aevae.config.studies": 3,
     "aevae.evaluation": 3,
     "aevae.run.callbacks": 3,
     "aevae.run.progress": 3,
@@ -150,37 +145,29 @@ def test_each_stage_schema_is_found_by_the_stage_name(entry_point):
     assert schema_name(found) == f"{stage}_schema" in yaml.safe_load((REPO_ROOT / "conf" / f"{stage}.yaml").read_text())["defaults"]
 
 
-# the pipelines; their stages run from the repository root (the reference study sets `wdir: ../..`)
-DVC_FILES = ["dvc.yaml", "studies/reference/dvc.yaml", "studies/sprites/dvc.yaml"]
+@pytest.mark.parametrize("name", [f"{file}:{stage}" for file in DVC_FILES for stage in dvc_stages(file)])
+def test_a_dvc_stage_depends_on_its_code_through_its_configure_stage(name):
+    """`configure` depends on all the code; every other stage reads its overrides file
+    (`@<file>`, written by configure with the md5s of the code it runs), depends on that file
+    and names no code path itself: no hand-written dependency list (the lists themselves:
+    tests/test_code_lists.py)."""
+    dvc_file, stage_name = name.split(":")
+    stage = dvc_stages(dvc_file)[stage_name]
+    deps = [dep.split("/")[0] for dep in stage["deps"]]
+    if stage_name == "configure":
+        assert set(CODE) <= set(stage["deps"]), stage["deps"]
+        return
+    overrides = re.search(r" @(\S+)", stage["cmd"])
+    assert overrides, f"{name}: reads no overrides file (`@<configure's output_dir>/<stage>.txt`)"
+    assert overrides.group(1).startswith(configure_args(dvc_file)["output_dir"] + "/") and overrides.group(1) in stage["deps"], stage
+    assert not set(deps) & set(CODE), f"{name}: code in deps {stage['deps']}; its overrides file lists it"
 
 
-def dvc_stages() -> dict[str, dict]:
-    """`<dvc file>:<stage>` -> the stage, with the file's `${lib}` variable expanded in its deps.
-    A stage that reads an overrides file of the configure stage (`@overrides/...`) depends on
-    the code through that file: its deps are the configure stage's."""
-    stages = {}
-    for name in DVC_FILES:
-        pipeline = yaml.safe_load((REPO_ROOT / name).read_text())
-        lib = next((item["lib"] for item in pipeline.get("vars", []) if "lib" in item), "")
-        configure = pipeline["stages"].get("configure", {}).get("deps", [])
-        for stage_name, stage in pipeline["stages"].items():
-            body = stage.get("do", stage)
-            deps = [dep.replace("${lib}", lib) for dep in body["deps"]]
-            if stage_name != "configure" and "python pipelines/" in body["cmd"]:
-                stages[f"{name}:{stage_name}"] = {"cmd": body["cmd"], "deps": configure if " @overrides/" in body["cmd"] else deps}
-    return stages
+def test_the_code_a_config_names_by_target_is_part_of_the_stages_code():
+    from aevae.run.code_deps import stage_code
 
-
-@pytest.mark.parametrize("name", sorted(dvc_stages()))
-def test_dvc_stage_depends_on_every_file_it_imports_and_composes(name):
-    stage = dvc_stages()[name]
-    entry_point = REPO_ROOT / re.search(r"python (pipelines/\w+\.py)", stage["cmd"]).group(1)
-    deps = stage["deps"]
-    needed = {entry_point} | import_closure(entry_point) | composed_config_paths(config_name(entry_point))
-    if "experiment=" in stage["cmd"]:  # a recipe: the experiment group
-        needed.add(REPO_ROOT / "conf" / "experiment")
-    missing = sorted(str(path.relative_to(REPO_ROOT)) for path in needed if not covered(path, deps))
-    assert not missing, f"dvc.yaml stage {name!r} lacks deps {missing}"
+    code = stage_code(REPO_ROOT, "anomaly", {"model": "ae"})  # nothing imports complexity.py: conf/anomaly_methods.yaml names it
+    assert Path("src/aevae/evaluation/complexity.py") in code and Path("conf/anomaly_methods.yaml") in code
 
 
 def test_stack_packages_are_pinned_exactly():

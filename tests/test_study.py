@@ -55,3 +55,25 @@ def test_a_bad_budget_or_one_class_list_is_one_line_naming_its_key(params_file, 
     with pytest.raises(ConfigError) as error:
         study.load(params_file(change))
     assert str(error.value).startswith(message) and "\n" not in str(error.value), error.value
+
+
+SHADOWED = "params.yaml train.latent_dim: every model sets its own (models.<name>.latent_dim), so it reaches no training; remove it from train or from the models' entries"
+
+
+def test_a_train_key_reaches_each_model_whose_entry_does_not_set_it_and_is_refused_when_none_is_left(params_file):
+    def shared(params):
+        params["train"]["latent_dim"] = 8
+        params["models"]["vae"]["latent_dim"] = 32
+
+    params = study.load(params_file(shared))
+    assert study.entry_keys(params, "ae")["latent_dim"] == ("train.latent_dim", 8)
+    assert study.entry_keys(params, "vae")["latent_dim"] == ("models.vae.latent_dim", 32)
+
+    def shadowed(params):
+        shared(params)
+        for entry in params["models"].values():
+            entry["latent_dim"] = 32
+
+    with pytest.raises(ConfigError) as error:
+        study.load(params_file(shadowed))
+    assert str(error.value) == SHADOWED

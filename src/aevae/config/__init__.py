@@ -6,6 +6,11 @@ stage's schema beside its `run` (`aevae.stages.<stage>`), the schemas several st
 `schemas.py`, a model's or net's beside its class. Hydra rejects an unknown key, a wrong type or
 an unknown choice (Enum fields) while composing; `validate(cfg)` then builds the dataclasses,
 whose `__post_init__` checks the values and raises a one-line `ConfigError` naming the key.
+
+A stage pays at start-up only for the schemas its config uses: an entry point registers its own
+stage's (and those it extends); a model kind's schema is imported when a config selects the kind
+(by Hydra: hydra_plugins/aevae_models), so that a stage that trains nothing starts without
+Lightning.
 """
 
 from collections.abc import Callable
@@ -18,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config.schemas import (
     Binarization,
+    CodeKind,
     DataConfig,
     Dataset,
     LikelihoodConfig,
@@ -35,13 +41,6 @@ from aevae.run.sweeps import register_resolvers
 GROUP_SCHEMAS: dict[str, type] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
 
 
-def model_schemas() -> dict[str, type]:
-    """Each registered model's config class, by name (the models are LightningModules)."""
-    from aevae.models import MODELS
-
-    return {name: model.config_class for name, model in MODELS.items()}
-
-
 def net_schemas() -> dict[str, type]:
     """Each net family's config class, by name."""
     from aevae.nets import NETS
@@ -51,7 +50,9 @@ def net_schemas() -> dict[str, type]:
 
 # a config group whose every option has a schema of its own -> those schemas, by option name;
 # registered for the stages whose schema has a node of the group's name
-OPTION_SCHEMAS: dict[str, Callable[[], dict[str, type]]] = {"model": model_schemas, "net": net_schemas}
+# (a model kind's schema, `model/<kind>_schema`, is found by Hydra where the kind's module is, and
+# imported only for the kinds a config selects: hydra_plugins/aevae_models)
+OPTION_SCHEMAS: dict[str, Callable[[], dict[str, type]]] = {"net": net_schemas}
 
 
 def schema_name(schema: type) -> str:
@@ -64,9 +65,10 @@ def register_configs(*schemas: type) -> None:
     """Register with Hydra's ConfigStore what composing configs of these stage `schemas` needs,
     and the `aevae.*` resolvers: each schema, and each stage schema it extends (a config may
     extend another stage's: conf/anomaly.yaml extends conf/train.yaml), as `schema_name`; the
-    data, trainer and logger groups' `<group>/<group>_schema`; and for a schema with a `model` or
-    `net` node, `model/<name>_schema` of every registered model and `net/<name>_schema` of every
-    net. Every entry point calls it with its stage's schema (`aevae.stages.schema`)."""
+    data, trainer and logger groups' `<group>/<group>_schema`; and for a schema with a `net` node,
+    `net/<name>_schema` of every net (a model kind's schema is found by Hydra when a config
+    selects it: hydra_plugins/aevae_models). Every entry point calls it with its stage's schema
+    (`aevae.stages.schema`)."""
     register_resolvers()
     store = ConfigStore.instance()
     for schema in schemas:
@@ -121,6 +123,7 @@ __all__ = [
     "GROUP_SCHEMAS",
     "OPTION_SCHEMAS",
     "Binarization",
+    "CodeKind",
     "DataConfig",
     "Dataset",
     "LikelihoodConfig",

@@ -23,16 +23,24 @@ class Dataset(StrEnum):
     sprites = "sprites"  # generated: dSprites' factors of variation, each image's factors known
     folder = "folder"  # the user's folder of images (docs/your-data.md)
     arrays = "arrays"  # the user's .npz/.npy file: images or vectors (docs/your-data.md)
+    codes = "codes"  # a trained model's codes of the images it was trained on, as vectors (data.path: its checkpoint)
 
     @property
     def reads_path(self) -> bool:
         """Whether the data set is read from `data.path` (the others are bundled or generated)."""
-        return self in (Dataset.mnist, Dataset.folder, Dataset.arrays)
+        return self in (Dataset.mnist, Dataset.folder, Dataset.arrays, Dataset.codes)
 
     @property
     def built_in(self) -> bool:
         """One of the study's own data sets, kept at its size and channels."""
-        return self not in (Dataset.folder, Dataset.arrays)
+        return self not in (Dataset.folder, Dataset.arrays, Dataset.codes)
+
+
+class CodeKind(StrEnum):
+    """What data=codes takes of each image's posterior q(z|x) (`aevae.data.codes`)."""
+
+    mean = "mean"  # the posterior mean
+    sample = "sample"  # a fresh draw for every training batch (Kingma et al. 2014's M1+M2); validation: one fixed draw; test: the mean
 
 
 class ResizeFilter(StrEnum):
@@ -94,6 +102,7 @@ class DataConfig:
     image_size: Optional[int] = MISSING  # folder/arrays: centre-crop to a square, resize to this side; null: as found
     channels: Optional[int] = MISSING  # folder/arrays: 1 (grey) or 3 (colour), converting; null: as found
     resize: ResizeFilter = MISSING  # the filter that resizes to image_size
+    codes: CodeKind = MISSING  # data=codes: each image's posterior mean, or a draw from its posterior per training batch
 
     def __post_init__(self) -> None:
         require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
@@ -111,10 +120,20 @@ class DataConfig:
                 require(getattr(self, key) is None, f"data.{key}", f"applies to data=folder or data=arrays; the built-in {name} keeps its own; set it to null")
         if not name.reads_path:
             require(self.path is None, "data.path", f"the built-in {name} reads no files; set it to null")
+        if name == Dataset.codes:
+            for key in ("image_size", "channels"):
+                require(getattr(self, key) is None, f"data.{key}", "applies to images; data=codes are vectors, set it to null")
+            require(self.prepared is None, "data.prepared", "data=codes are read from the model's checkpoint (data.path); set it to null")
+        require(name == Dataset.codes or self.codes == CodeKind.mean, "data.codes", f"applies to data=codes (a model's codes), not to {name}; leave it at mean")
 
     def require_path(self) -> None:
         """Refuse a data set read from `data.path` without one (where the raw data is read)."""
-        what = {Dataset.mnist: "the folder of its four IDX gz files", Dataset.folder: "a folder of images", Dataset.arrays: "an .npz or .npy file"}
+        what = {
+            Dataset.mnist: "the folder of its four IDX gz files",
+            Dataset.folder: "a folder of images",
+            Dataset.arrays: "an .npz or .npy file",
+            Dataset.codes: "a trained model's checkpoint (e.g. models/vae/checkpoints/best.ckpt)",
+        }
         name = Dataset(self.name)
         require(not name.reads_path or self.path is not None, "data.path", f"data={name} needs {what.get(name)}")
 

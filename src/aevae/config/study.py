@@ -4,8 +4,9 @@ its training.
 A key of `train` (shared by every model) or of a `models.<name>` entry is any key of the
 training config's `model`, `net`, `trainer` or `data` section, written without the section
 (`lr`, `beta`, `hidden_dims`, `max_epochs`, `precision`, `batch_size`); `model` and `net` choose
-the config options (`model: vae`, `net: conv`). Keys that hold for the whole study (the data
-set, the split, the seed) live at the top of `params.yaml` only.
+the config options (`model: vae`, `net: conv`). Both hold only what differs from `conf/`, whose
+defaults are the study's, so a training run by hand is the study's. Keys that hold for the whole
+study (the data set, the split, the seed) live at the top of `params.yaml` only.
 """
 
 import difflib
@@ -119,7 +120,8 @@ def _check_keys(node: Any, schema: type, path: str) -> None:
 
 def load(path: str | Path) -> StudyParams:
     """`params.yaml` as a typed object; one-line ConfigError naming the key on an unknown key,
-    a wrong type or a model name that cannot name folders, runs and metrics."""
+    a wrong type, a model name that cannot name folders, runs and metrics, or a `train` key that
+    every model's entry overrides (it would reach no training)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: not found (run from the project's root)")
@@ -143,6 +145,9 @@ def load(path: str | Path) -> StudyParams:
             raise ConfigError(f"params.yaml models.{name}: name its kind, `model: <an option of conf/model>`")
     if not params.models:
         raise ConfigError("params.yaml models: list at least one model")
+    for key in params.train:
+        if all(key in entry for entry in params.models.values()):
+            raise ConfigError(f"params.yaml train.{key}: every model sets its own (models.<name>.{key}), so it reaches no training; remove it from train or from the models' entries")
     for name in params.anomaly.models:
         if name not in params.models:
             raise ConfigError(f"params.yaml anomaly.models: {name} is not a key of models{nearest(name, list(params.models))}; valid: {', '.join(params.models)}")

@@ -98,7 +98,12 @@ def read_arrays(path: str, shape: Shape) -> Source:
     file = Path(path)
     if not file.is_file() or file.suffix not in (".npz", ".npy"):
         raise DataError(f"{file}: data.path is not an .npz or .npy file{'; a folder of images is read with data=folder' if file.is_dir() else ''}")
-    arrays = load_arrays(file)
+    return arrays_source(file, load_arrays(file), shape, path)
+
+
+def arrays_source(file: Path, arrays: dict[str, np.ndarray], shape: Shape, path: str) -> Source:
+    """The images or vectors of `arrays` (`x`, optional `y` and `split`, as in an array file),
+    read from `file` (named in messages; its manifest entry) as `data.path` = `path` gives it."""
     x = arrays["x"]
     if x.ndim not in (2, 3, 4) or len(x) == 0:
         raise DataError(f"{file}: x has shape {x.shape}; save images (N, H, W), (N, H, W, C) or (N, C, H, W), or vectors (N, D)")

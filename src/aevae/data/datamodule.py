@@ -28,6 +28,9 @@ def binarize(images: Tensor, mode: str, threshold: float, generator: torch.Gener
 class TensorBatches:
     """An iterable of `(x, y)` batches sliced from in-memory tensors.
 
+    With `noise` (per-sample stds, the shape of `images`), each batch is a fresh draw
+    `images + noise * N(0, 1)` (a model's codes drawn from their posteriors, data=codes).
+
     No per-sample Python and no collate. Samples are sharded over `world_size` ranks without
     overlap: shuffled (training) batches give every rank `n // world_size` samples, so all ranks
     run the same number of steps; ordered (evaluation) batches give every sample to exactly one
@@ -47,8 +50,9 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         binarize_dynamic: bool = False,
+        noise: Tensor | None = None,
     ) -> None:
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.noise = images, labels, noise
         self.batch_size, self.shuffle, self.seed, self.epoch_fn = batch_size, shuffle, seed, epoch_fn
         self.rank, self.world_size = rank, world_size
         self.binarize_dynamic = binarize_dynamic
@@ -75,6 +79,8 @@ class TensorBatches:
             images = self.images[index]
             if self.binarize_dynamic:
                 images = torch.bernoulli(images)
+            if self.noise is not None:
+                images = images + self.noise[index] * torch.randn_like(images)
             yield images, self.labels[index]
 
 
@@ -82,13 +88,17 @@ class InMemoryDataModule(L.LightningDataModule):
     """Serves the prepared splits from memory, after the configured class filter and binarization.
 
     With `binarize: dynamic`, training batches get a fresh Bernoulli draw each time they are
-    served, while val/test use one fixed draw so that evaluation is repeatable.
+    served, while val/test use one fixed draw so that evaluation is repeatable; so do a model's
+    codes with `codes: sample`: a fresh draw from each posterior for training batches, one fixed
+    draw for val (whose loss chooses the checkpoint: it measures what training fits), the
+    posterior means for test (an image's code).
     """
 
     def __init__(self, splits: Splits, data_cfg: Any, seed: int = 0) -> None:
         super().__init__()
         self.splits, self.cfg, self.seed = splits, data_cfg, seed
         self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
+        self.train_noise: Tensor | None = None  # data=codes, codes: sample: the training codes' posterior stds
         self.labels_per_class: int | None = None  # set by `serve_labels`
 
     @property
@@ -103,12 +113,17 @@ class InMemoryDataModule(L.LightningDataModule):
         static_mode = "static" if self.cfg.binarize == "dynamic" else self.cfg.binarize
         for split in SPLIT_NAMES:
             images, labels = self.splits.scaled(split), self.splits.labels[split]
+            noise = self.splits.noise_std.get(split) if split != "test" and self.cfg.codes == "sample" else None
             if self.cfg.train_classes is not None and split != "test":
                 keep = torch.isin(labels, torch.tensor(list(self.cfg.train_classes)))
-                images, labels = images[keep], labels[keep]
+                images, labels, noise = images[keep], labels[keep], None if noise is None else noise[keep]
             if not (split == "train" and self.cfg.binarize == "dynamic"):
                 images = binarize(images, static_mode, self.cfg.threshold, generator)
+            if noise is not None and split == "val":  # one fixed draw: the validation loss measures what training fits
+                images = images + noise * torch.randn(images.shape, generator=generator)
             self.tensors[split] = (images.contiguous().to(device), labels.to(device))
+            if noise is not None and split == "train":
+                self.train_noise = noise.contiguous().to(device)
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """Images and labels of one whole split, set up on first use (also in a process that only
@@ -118,9 +133,10 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def batches(self, split: str, *, shuffle: bool = False) -> TensorBatches:
         """Batches of one split, sharded over the trainer's ranks when there is a trainer."""
-        return self._batches(*self.split(split), split, shuffle=shuffle)
+        images, labels = self.split(split)
+        return self._batches(images, labels, split, shuffle=shuffle, noise=self.train_noise if split == "train" and shuffle else None)
 
-    def _batches(self, images: Tensor, labels: Tensor, split: str, *, shuffle: bool) -> TensorBatches:
+    def _batches(self, images: Tensor, labels: Tensor, split: str, *, shuffle: bool, noise: Tensor | None = None) -> TensorBatches:
         trainer = self.trainer
         return TensorBatches(
             images,
@@ -132,6 +148,7 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
             binarize_dynamic=split == "train" and self.cfg.binarize == "dynamic",
+            noise=noise,
         )
 
     def serve_labels(self, labels_per_class: int) -> None:
@@ -157,9 +174,12 @@ class InMemoryDataModule(L.LightningDataModule):
         images, labels = self.split("train")
         index = torch.from_numpy(labelled_subset(labels.cpu().numpy(), self.labels_per_class, self.seed)).to(labels.device)
         unlabelled = torch.ones(len(labels), dtype=torch.bool, device=labels.device).index_fill_(0, index, False)
+        noise = self.train_noise
         loaders = {
-            "labelled": self._batches(images[index], labels[index], "train", shuffle=True),
-            "unlabelled": self._batches(images[unlabelled], torch.full_like(labels[unlabelled], -1), "train", shuffle=True),
+            "labelled": self._batches(images[index], labels[index], "train", shuffle=True, noise=None if noise is None else noise[index]),
+            "unlabelled": self._batches(
+                images[unlabelled], torch.full_like(labels[unlabelled], -1), "train", shuffle=True, noise=None if noise is None else noise[unlabelled]
+            ),
         }
         return CombinedLoader(loaders, mode="max_size_cycle")
 

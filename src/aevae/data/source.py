@@ -1,6 +1,6 @@
 """A data set as its reader found it, before the seeded split."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -22,3 +22,5 @@ class Source:
     notes: tuple[str, ...] = ()
     factor_names: tuple[str, ...] = ()  # sprites: the factors of variation, each split's third tensor
     factor_values: tuple[tuple[float, ...], ...] = ()  # what the reader skipped or ignored, for the prepare stage's line
+    noise_std: dict[str, Tensor] = field(default_factory=dict)  # data=codes, codes: sample: each value's posterior std, per split
+    code_units: Tensor | None = None  # data=codes: the units of the model's code that the vectors hold

@@ -33,7 +33,9 @@ class Splits:
     Vectors (tabular data, `is_vectors`) are float32 (N, D), standardised with the training
     split's `feature_mean` and `feature_std`. Labels are -1 throughout where the data has none
     (`has_labels`). The keys past `factors` are written to the file only where they are set, so
-    the built-in data sets' files keep their bytes.
+    the built-in data sets' files keep their bytes. A model's codes (data=codes, read from the
+    model, never from a file) are vectors that also hold which units of the code they are and, to
+    be drawn afresh, each value's posterior std (`noise_std`).
     """
 
     dataset: str
@@ -49,6 +51,8 @@ class Splits:
     manifest_md5: str = ""  # md5 of the manifest of the source files, for the user's data
     feature_mean: Tensor | None = None  # vectors: (D,) float32, the training split's, subtracted
     feature_std: Tensor | None = None  # vectors: (D,) float32, divided by (1 where a feature is constant)
+    noise_std: dict[str, Tensor] = field(default_factory=dict)  # data=codes, codes: sample: split -> (N, D) posterior std, standardised
+    code_units: Tensor | None = None  # data=codes: (D,) int64, the units of the model's code the vectors hold
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -89,6 +93,8 @@ def read_source(data_cfg: Any, workers: int | None = None) -> Source:
         return Source({"train": digits.load_digits_raw()}, digits.MAX_LEVEL)
     if name == "sprites":
         return Source({"train": sprites.load_sprites_raw()}, sprites.MAX_LEVEL, factor_names=sprites.FACTOR_NAMES, factor_values=tuple(factor.values for factor in sprites.FACTORS))
+    if name == "codes":
+        raise DataError("data=codes: a model's codes are read by the stages that train (train, reference), from the model's checkpoint in data.path")
     if name not in ("mnist", *USER_DATA):
         raise DataError(f"unknown data set {name!r}")
     if data_cfg.path is None:
@@ -134,6 +140,8 @@ def split_source(source: Source, data_cfg: Any) -> Splits:
         std = torch.where(std > 0, std, torch.ones_like(std))
         splits.images = {name: ((x.double() - mean) / std).float() for name, x in images.items()}
         splits.feature_mean, splits.feature_std = mean.float(), std.float()
+        splits.noise_std = {name: (noise.double() / std).float() for name, noise in source.noise_std.items()}
+        splits.code_units = source.code_units
     return splits
 
 

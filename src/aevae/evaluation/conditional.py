@@ -42,12 +42,10 @@ def per_class_fid(judge: DigitClassifier, real: Tensor, real_labels: Tensor, sam
     return torch.tensor([frechet_distance(judge, real[real_labels == c], samples[asked == c], batch_size) for c in range(N_CLASSES)])
 
 
-def conditional_metrics(
-    model: BaseAutoencoder, judge: DigitClassifier, real: Tensor, real_labels: Tensor, per_class: int, batch_size: int
-) -> dict[str, float]:
-    """`gen/accuracy` (the judge sees the digit asked for; mean over digits), `gen/fid` (mean
-    over digits) and both per digit (`gen/accuracy/digit_<d>`, `gen/fid/digit_<d>`)."""
-    samples, asked = conditional_samples(model, per_class, batch_size)
+def conditional_metrics(samples: Tensor, asked: Tensor, judge: DigitClassifier, real: Tensor, real_labels: Tensor, batch_size: int) -> dict[str, float]:
+    """Of `samples` generated for the classes `asked` (`conditional_samples`): `gen/accuracy`
+    (the judge sees the digit asked for; mean over digits), `gen/fid` (mean over digits) and both
+    per digit (`gen/accuracy/digit_<d>`, `gen/fid/digit_<d>`)."""
     scores = {"accuracy": per_class_accuracy(judge, samples, asked, batch_size), "fid": per_class_fid(judge, real, real_labels, samples, asked, batch_size)}
     metrics = {}
     for name, values in scores.items():

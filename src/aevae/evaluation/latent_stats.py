@@ -1,13 +1,23 @@
 """How a VAE uses its latent dimensions: KL per dimension, active units, the busiest dimensions.
 
-All functions take the posterior parameters of a set of images (typically the test split):
-`mu` and `logvar` of shape (N, D), as returned by `VariationalAutoencoder.encode`.
+The functions take the posterior parameters of a set of images (typically the test split):
+`mu` and `logvar` of shape (N, D), as returned by `VariationalAutoencoder.encode` (`posterior`
+computes them in batches).
 """
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2
+
+
+@torch.no_grad()
+def posterior(model: Any, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Posterior means and log-variances of `images` under `model.encode`, (N, D) each."""
+    mu, logvar = zip(*(model.encode(batch) for batch in images.split(batch_size)))
+    return torch.cat(mu), torch.cat(logvar)
 
 
 def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ class Capability(StrEnum):
 class AEConfig:
     """The `model` config of every autoencoder; subclasses add their own keys."""
 
-    name: str = MISSING  # the class in `aevae.models.MODELS`
+    name: str = MISSING  # the kind: the module `aevae.models.<name>` (aevae.models.model_class)
     label: str = MISSING  # the variant's name in run names, tables and reports (ae, dae, vae, beta_vae)
     latent_dim: int = MISSING
     likelihood: Likelihood = MISSING  # auto: by the data (grey: bernoulli, colour: logistic, vectors: gaussian_learned)

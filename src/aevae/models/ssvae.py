@@ -26,12 +26,14 @@ class SSVAEConfig(AEConfig):
     labels_per_class: int = MISSING  # labelled training images per class: the probe's subset for the run's seed
     alpha: float = MISSING  # weight of the labelled batch's mean cross-entropy -log q(y|x) (see SemiSupervisedVAE)
     balance: float = MISSING  # weight of the unlabelled batch's class balance, log 10 - H(mean q(y|x)); 0: Kingma et al.'s M2
+    labelled_weight: float = MISSING  # weight of the labelled batch's mean -L(x, y) against the unlabelled batch's mean -U(x) (see SemiSupervisedVAE)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.labels_per_class > 0, "model.labels_per_class", f"must be > 0, got {self.labels_per_class}")
         require(self.alpha >= 0, "model.alpha", f"must be >= 0, got {self.alpha}")
         require(self.balance >= 0, "model.balance", f"must be >= 0, got {self.balance}")
+        require(self.labelled_weight >= 0, "model.labelled_weight", f"must be >= 0, got {self.labelled_weight}")
 
 
 class SemiSupervisedVAE(BaseAutoencoder):
@@ -42,16 +44,20 @@ class SemiSupervisedVAE(BaseAutoencoder):
     - labelled: -L(x, y) = recon + KL(q(z|x,y) || p(z)) - log p(y);
     - unlabelled, y summed out: -U(x) = sum_y q(y|x) (-L(x, y)) - H(q(y|x))
       = E_q(y|x)[recon + KL_z] + KL(q(y|x) || p(y)), all 10 classes in one batched pass;
-    - step objective: mean_unlabelled(-U) + mean_labelled(-L) + alpha * mean_labelled(-log q(y|x))
-      + balance * (log 10 - H(mean_unlabelled q(y|x))), one labelled and one unlabelled batch per
-      step (`InMemoryDataModule.serve_labels`).
+    - step objective: mean_unlabelled(-U) + labelled_weight * mean_labelled(-L) + alpha *
+      mean_labelled(-log q(y|x)) + balance * (log 10 - H(mean_unlabelled q(y|x))), one labelled and
+      one unlabelled batch per step (`InMemoryDataModule.serve_labels`).
 
     Kingma et al.'s objective is summed over the N training images (N_l labelled) and weighs the
     labelled batch's mean cross-entropy by alpha = 0.1 * N: against the unlabelled ELBO of one
     image that is 0.1, against the labelled ELBO of one image 0.1 * N / N_l (54 for 100 of 54,000
-    images). Here each step weighs the labelled ELBO's mean as much as the unlabelled one's (the
-    labelled images are seen every step), so `alpha` = 0.1 * N / N_l keeps their ratio of
-    cross-entropy to labelled ELBO, and `alpha` = 0.1 their ratio to the unlabelled ELBO.
+    images). With `labelled_weight` 1 each step weighs the labelled ELBO's mean as much as the
+    unlabelled one's, so a labelled image, seen every step, weighs N_u / N_l times an unlabelled
+    one in the generative model (539 for 100 of 54,000 images per epoch of batches of equal size):
+    `alpha` = 0.1 * N / N_l keeps Kingma et al.'s ratio of cross-entropy to labelled ELBO, and
+    `alpha` = 0.1 their ratio to the unlabelled ELBO. `labelled_weight` = N_l / N_u weighs each
+    labelled image's ELBO as Kingma et al.'s sum does, as much as an unlabelled image's; the
+    decoder then has no reason to redraw the labelled images more closely than the others.
 
     The balance term is not in Kingma et al.'s M2 (`balance` = 0 leaves it out): p(y) is uniform,
     so the classes q(y|x) gives many images should be about balanced, which -U does not ask for
@@ -169,8 +175,8 @@ class SemiSupervisedVAE(BaseAutoencoder):
 
     def training_terms(self, batch: Any) -> dict[str, Tensor]:
         """The unlabelled batch's terms; its 'loss' per image is -U(x) plus the labelled batch's
-        share (mean -L + alpha * mean cross-entropy) and the unlabelled batch's balance term, so
-        that its mean is the step objective."""
+        share (labelled_weight * mean -L + alpha * mean cross-entropy) and the unlabelled batch's
+        balance term, so that its mean is the step objective."""
         (x_l, y_l), (x_u, _) = batch["labelled"], batch["unlabelled"]
         noisy = lambda x: corrupt(x, self.cfg.corruption, self.cfg.corruption_level)  # noqa: E731
         x_in = noisy(x_u)
@@ -180,7 +186,8 @@ class SemiSupervisedVAE(BaseAutoencoder):
         ce, balance = labelled["ce"].mean(), self.class_balance(log_q.exp())
         self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y_l))
         self.log("train/balance", balance.detach(), on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x_u))
-        return terms | {"loss": terms["loss"] + labelled["nll"].mean() + self.cfg.alpha * ce + self.cfg.balance * balance}
+        weighted = self.cfg.labelled_weight * labelled["nll"].mean() + self.cfg.alpha * ce + self.cfg.balance * balance
+        return terms | {"loss": terms["loss"] + weighted}
 
     @torch.no_grad()
     def log_likelihood_bounds(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -82,6 +82,27 @@ def comparison_table(results: Sequence[RecipeResult]) -> str:
     return markdown_table(header, rows) + "\n"
 
 
+SAMPLE_METRICS = {  # the semi-supervised recipes' samples, beside their classifier
+    "test/accuracy": "q(y|x) test accuracy",
+    "gen/accuracy": "samples classified as asked",
+    "gen/nearest_labelled": "samples nearest a labelled image",
+    "gen/nearest_random": "the same, random same-class sets",
+}
+
+
+def samples_table(results: Sequence[RecipeResult]) -> str:
+    """One row per recipe that generates the class asked for: its classifier's test accuracy, the
+    share of its samples the judge sees as the class asked for, and the share whose nearest
+    training image is a labelled one beside that share for random same-class sets (chance);
+    empty when no recipe does."""
+    rows = [
+        [recipe_name(protocol), *(ours(metrics, metric, len(protocol["budget"]["seeds"])) for metric in SAMPLE_METRICS)]
+        for protocol, metrics, _ in results
+        if all(f"{metric}/mean" in metrics for metric in SAMPLE_METRICS)
+    ]
+    return markdown_table(["recipe", *SAMPLE_METRICS.values()], rows) + "\n" if rows else ""
+
+
 def metrics_table(protocol: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
     """Every metric of a recipe: mean ± std over seeds and the value of each seed."""
     seeds = protocol["budget"]["seeds"]
@@ -109,6 +130,16 @@ def render_reference(results: Sequence[RecipeResult], title: str, report_dir: st
         "the seeds of the budget named in the row (the recipe's `full` budget is the paper's).\n",
         comparison_table(results),
     ]
+    samples = samples_table(results)
+    if samples:
+        parts += [
+            "\n## Samples of the class asked for\n",
+            "Conditional samples of each semi-supervised recipe: the share the judge sees as the "
+            "class asked for, and the share whose nearest training image (L2 in pixels) is one of the "
+            "labelled images, beside the same share for random sets of as many training images of "
+            "the same classes (what samples that recall no image give).\n",
+            samples,
+        ]
     for protocol, metrics, figures in results:
         parts += [
             f"\n## {recipe_name(protocol)}\n",

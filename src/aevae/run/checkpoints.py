@@ -17,6 +17,7 @@ from aevae.io import write_atomic
 log = logging.getLogger(__name__)
 
 CORRUPT_SUFFIX = ".corrupt"
+DATAMODULE_HPARAMS = "datamodule_hyper_parameters"  # where a training records its data config (`stages.train`)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -43,6 +44,12 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not (isinstance(state, dict) and "state_dict" in state and "hyper_parameters" in state):
         raise DataError(f"{path}: not a readable checkpoint (it holds no model written by aevae); train it again")
     return state
+
+
+def trained_data_config(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The data config a checkpoint's model was trained with (`state`: `read_checkpoint`'s), or
+    None when the checkpoint records none."""
+    return state.get(DATAMODULE_HPARAMS, {}).get("data")
 
 
 def readable(path: Path) -> bool:

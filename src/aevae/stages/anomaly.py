@@ -63,7 +63,8 @@ class AnomalyConfig(TrainConfig):
     normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
     detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
     features: DetectorFeatures = MISSING
-    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>; []: none
+    complexity: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a function: images (N, C, H, W) -> their complexity (N,)
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>, error_per_<complexity>; []: none
     likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
     pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
     roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
@@ -81,7 +82,10 @@ class AnomalyConfig(TrainConfig):
         for features in ("pixels", "pca", "latent", "residual"):
             for name in getattr(self.features, features):
                 require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        for name, node in self.complexity.items():
+            require(isinstance(node, dict) and "_target_" in node, f"complexity.{name}", "give a `_target_` (a function of images (N, C, H, W) -> (N,)) and its arguments")
         methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        methods += [f"error_per_{name}" for name in self.complexity]
         for part in self.ensemble:
             require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
         require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
@@ -113,7 +117,9 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
     importance-sampled -log p(x); `<model>_<latent|residual>_<detector>`, each detector of
-    `features.latent` / `features.residual` fitted on the features (`model_features`) of `normal_train`."""
+    `features.latent` / `features.residual` fitted on the features (`model_features`) of
+    `normal_train`; `<model>_error_per_<name>` (images only), the squared error of the mean
+    reconstruction divided by each image's complexity by `complexity.<name>`."""
     label, batch = cfg.model.label, cfg.data.eval_batch_size
     scores = {label: map_batches(model.score_anomaly, images, batch).double().cpu()}
     if model.supports(Capability.likelihood) and cfg.likelihood.samples > 0:
@@ -124,6 +130,10 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     for features in ("latent", "residual"):
         found = feature_scores(detectors, getattr(cfg.features, features), features, normal[features], scored[features])
         scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
+    if images.dim() == 4:  # vectors have no neighbouring pixels: data_facts.SKIP_VECTORS["complexity"]
+        error = torch.from_numpy((scored["residual"] ** 2).sum(1))
+        for name, node in cfg.complexity.items():
+            scores[f"{label}_error_per_{name}"] = error / instantiate(node, _partial_=True)(images).cpu().double().clamp_min(1e-12)
     return scores
 
 
@@ -143,15 +153,16 @@ def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int
 
 def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
-    names methods, `<model>_ensemble`: their sum, each standardised on the case's normal
-    validation images), then the baselines'."""
+    names methods, `<model>_ensemble`: the sum of those the data allow, each standardised on the
+    case's normal validation images), then the baselines'."""
     (train_images, train_labels), (val_images, val_labels), (test_images, _) = data["train"], data["val"], data["test"]
     normal_train = train_images[torch.isin(train_labels, torch.tensor(case.normal, device=train_labels.device))]
     normal_val = val_images[torch.isin(val_labels, torch.tensor(case.normal, device=val_labels.device))]
     both = model_scores(model, torch.cat([test_images, normal_val]), normal_train, cfg, detectors)
     scores = {method: values[: len(test_images)] for method, values in both.items()}
     if cfg.ensemble:
-        chosen = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        named = [cfg.model.label if part == "score" else f"{cfg.model.label}_{part}" for part in cfg.ensemble]
+        chosen = [method for method in named if method in both]  # vectors have no error_per_<complexity>: SKIP_VECTORS says so
         held_out = {method: both[method][len(test_images) :] for method in chosen}
         scores[f"{cfg.model.label}_ensemble"] = standardized_sum({method: scores[method] for method in chosen}, held_out)
     n_components = resolve_pca_components(cfg.pca_components, {cfg.model.label: model})
@@ -212,6 +223,8 @@ def run(cfg: AnomalyConfig, parent: str | None = None) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {})
         write_atomic(output_dir / "roc.csv", lambda tmp: tmp.write_text(roc_csv([])))
         return {}
+    if cfg.complexity and "complexity" in skipped(splits):
+        log.warning("%s/%s: %s", cfg.stage, cfg.model.label, skipped(splits)["complexity"])
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
     datamodule.setup()
     data = {split: datamodule.tensors[split] for split in ("train", "val", "test")}

@@ -17,29 +17,34 @@ from typing import Any
 
 from hydra import compose
 from hydra.errors import HydraException
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aevae.config import study
-from aevae.run.code_deps import entry_point_code
+from aevae.config import studies, study
+from aevae.run.code_deps import stage_code
 from aevae.config import register_configs, validate
-from aevae.errors import ConfigError, hydra_message
+from aevae.errors import ConfigError, hydra_message, require
 from aevae.io import write_atomic
 from aevae.stages import schema
 from aevae.workspace import best_checkpoint
 
 log = logging.getLogger(__name__)
 
-HEADER = "# Written by the configure stage from params.yaml (edit that, not this): the overrides of {stage}."
+HEADER = "# Written by the configure stage from {params} (edit that, not this): the overrides of {stage}."
 CODE_HEADER = "# The code it runs (md5); DVC re-runs the stage when one of these changes:"
 
 
 @dataclass
 class ConfigureConfig:
     params: str = MISSING  # the study's params.yaml
-    models_dir: str = MISSING  # the train stage's models/<name>/ folders
+    study: str = MISSING  # default (the root study) | reference | sprites: which study's params.yaml
+    models_dir: str = MISSING  # the trained models' (or recipes' results') <name>/ folders, which later stages read
     output_dir: str = MISSING  # the overrides files
     stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        valid = [studies.DEFAULT_STUDY, *studies.STUDIES]
+        require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 
 def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> Any:
@@ -127,24 +132,52 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def stages_code(root: Path, stages: dict[str, tuple[str, list[str]]]) -> dict[str, list[Path]]:
+    """`<stage>[/<model>]` -> the files its entry point reads as code or config, run with its
+    overrides: the config options it composes, the model kind it trains, and for a stage that
+    loads the trained models (its config maps `models` to checkpoints) the kinds of the models
+    that the study's stages train (aevae.run.code_deps)."""
+    composed = {stage: compose(config_name=name, overrides=overrides, return_hydra_config=True) for stage, (name, overrides) in stages.items()}
+    trained = {cfg.model.name for cfg in composed.values() if "model" in cfg}
+    code = {}
+    for stage, cfg in composed.items():
+        kinds = ({cfg.model.name} if "model" in cfg else set()) | (trained if isinstance(cfg.get("models"), DictConfig) else set())
+        code[stage] = stage_code(root, stages[stage][0], OmegaConf.to_container(cfg.hydra.runtime.choices), kinds)
+    return code
+
+
+def other_study_overrides(name: str, params_file: str, models_dir: str) -> dict[str, tuple[str, list[str]]]:
+    """The stages of study `name` (aevae.config.studies) with their overrides, every one checked
+    as the default study's are."""
+    stages = {}
+    for stage, (config_name, items) in studies.load(name, params_file).stages(models_dir).items():
+        overrides, origin = with_origins(items)
+        compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key))
+        stages[stage] = (config_name, overrides)
+    return stages
+
+
 def run(cfg: ConfigureConfig) -> dict[str, float]:
-    """Check `cfg.params`; write every stage's overrides file under `cfg.output_dir` (removing
-    the files of models no longer listed). Returns no metrics."""
+    """Check `cfg.params` (of study `cfg.study`); write every stage's overrides file under
+    `cfg.output_dir` (removing the files of models no longer listed). Returns no metrics."""
     cfg = validate(cfg)
-    params = study.load(cfg.params)
-    stages = stage_overrides(params, cfg.models_dir)
+    if cfg.study == studies.DEFAULT_STUDY:
+        params = study.load(cfg.params)
+        stages = stage_overrides(params, cfg.models_dir)
+        summary = f"{len(params.models)} models ({', '.join(params.models)}), "
+    else:
+        stages, summary = other_study_overrides(cfg.study, cfg.params, cfg.models_dir), ""
     root, output_dir = Path.cwd(), Path(cfg.output_dir)
-    code: dict[str, list[str]] = {}
+    code = stages_code(root, stages)
     for stage, (config_name, overrides) in stages.items():
-        if config_name not in code:
-            code[config_name] = [f"# {path} {md5(root / path)}" for path in entry_point_code(root, root / "pipelines" / f"{config_name}.py")]
-        text = "\n".join([HEADER.format(stage=stage.replace("/", "@")), *overrides, CODE_HEADER, *code[config_name]]) + "\n"
+        lines = [f"# {path} {md5(root / path)}" for path in code[stage]]
+        text = "\n".join([HEADER.format(params=cfg.params, stage=stage.replace("/", "@")), *overrides, CODE_HEADER, *lines]) + "\n"
         target = output_dir / f"{stage}.txt"
         if not target.is_file() or target.read_text() != text:
             write_atomic(target, lambda tmp, text=text: tmp.write_text(text))
     written = {output_dir / f"{stage}.txt" for stage in stages}
     for stale in sorted(set(output_dir.rglob("*.txt")) - written):
-        log.info("%s: its model is no longer in params.yaml; removed", stale)
+        log.info("%s: its model is no longer in %s; removed", stale, cfg.params)
         stale.unlink()
-    print(f"{cfg.stage} done: {len(params.models)} models ({', '.join(params.models)}), {len(stages)} stages", flush=True)
+    print(f"{cfg.stage} done: {summary}{len(stages)} stages", flush=True)
     return {}

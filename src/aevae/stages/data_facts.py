@@ -9,6 +9,7 @@ import torch
 SKIP_VECTORS = {
     "denoising": "skipped: the data are vectors, and the corruptions act on pixels in [0, 1]",
     "figures": "only the latent map: vectors have no picture",
+    "complexity": "no complexity-normalised scores (<model>_error_per_<name>, nor in the ensemble): vectors have no neighbouring pixels",
 }
 SKIP_ONE_CLASS = {  # labelled, but training images of one class only (the anomaly layout's `good`)
     "probe": "skipped: the training images are of one class (the normal ones), so a probe has no classes to tell apart",

@@ -21,7 +21,7 @@ from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.errors import DataError, require
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures
-from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior_mean_variance
+from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior, posterior_mean_variance
 from aevae.evaluation.likelihood import DISCRETE_8BIT, MEANING, bits_per_dim, likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
 from aevae.evaluation.pca import fit_pca
@@ -32,6 +32,7 @@ from aevae.io import plain, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
 from aevae.run.devices import check_device
 from aevae.stages.common import open_stage_run, print_summary
 from aevae.stages.data_card import data_card, save_sample_grid
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 # Data settings that define what a likelihood is measured on: a checkpoint's record overrides the config.
 PROTOCOL_KEYS = ("binarize", "threshold")
-DATAMODULE_HPARAMS = "datamodule_hyper_parameters"
 DENOISING_METRICS = ("psnr", "ssim")
 DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, under output_dir
 
@@ -100,8 +100,7 @@ class EvaluateConfig:
 def data_config_for(checkpoint: str | Path, data_cfg: DataConfig) -> DataConfig:
     """`data_cfg` with the binarization the checkpoint's model was trained with, when the
     checkpoint records its training data config; raises DataError if it names another data set."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    trained = state.get(DATAMODULE_HPARAMS, {}).get("data")
+    trained = trained_data_config(read_checkpoint(checkpoint))
     if trained is None:
         return data_cfg
     if trained["name"] != data_cfg.name:
@@ -134,13 +133,6 @@ def restoration_metrics(restore: Callable[[Tensor], Tensor], clean: Tensor, corr
         quality = reconstruction_metrics(map_batches(restore, images, batch_size), clean, batch_size)
         metrics |= {f"denoise/{kind}/{key}": quality[key] for key in DENOISING_METRICS}
     return metrics
-
-
-@torch.no_grad()
-def posterior(model: BaseAutoencoder, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Posterior means and log-variances of `images`, (N, D) each."""
-    mu, logvar = zip(*(model.encode(batch) for batch in images.split(batch_size)))
-    return torch.cat(mu), torch.cat(logvar)
 
 
 def likelihood_metrics(model: BaseAutoencoder, images: Tensor, cfg: Any) -> dict[str, float]:

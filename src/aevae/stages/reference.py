@@ -15,7 +15,10 @@ numbers it stands beside. Tasks:
   and the rest of the training split without labels; the test accuracy of its q(y|x) beside the
   same classifier net trained on the labelled images alone, whether its samples of each digit
   are seen as that digit by a digit classifier (the judge, trained once by the classifier stage),
-  their Fréchet distance per digit, the IS -log p(x) with y summed out, and its figures.
+  their Fréchet distance per digit, how often their nearest training image is a labelled one,
+  the IS -log p(x) with y summed out, and its figures. On a model's codes (data=codes; with
+  `stack`, that model, M1, trained first), the samples and figures go through both models
+  (`StackedModel`) and are judged as images.
 
 Models are chosen on the validation split (best.ckpt); the test split is scored once per seed.
 """
@@ -33,21 +36,24 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from aevae.config import LogRegConfig, validate
+from aevae.config import DataConfig, Dataset, LogRegConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset, labelled_subsets
 from aevae.errors import require
-from aevae.evaluation.conditional import accuracy, conditional_metrics, fit_supervised, save_conditional_figures
+from aevae.evaluation.conditional import accuracy, conditional_metrics, conditional_samples, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
+from aevae.evaluation.memorisation import memorisation_metrics
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
 from aevae.io import plain, write_json
-from aevae.models import MODELS, build_model, load_model
+from aevae.models import build_model, load_model, model_class
 from aevae.models.classifier import ClassifierConfig, DigitClassifier, load_classifier
+from aevae.models.stack import StackedModel
 from aevae.run.devices import describe
 from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
 from aevae.stages.anomaly import AnomalyConfig
 from aevae.stages.classifier import ClassifierStageConfig
+from aevae.stages.codes import images_config, load_data
 from aevae.stages.common import Config, config_part, open_stage_run, print_summary
 from aevae.stages.train import TrainConfig
 
@@ -104,11 +110,33 @@ class SemiSupervisedConfig:
     samples_per_class: int = MISSING  # conditional samples of each digit (accuracy, Fréchet distance)
     supervised_steps: int = MISSING  # full-batch Adam steps of the supervised-only baseline (at model.lr)
     figure_rows: int = MISSING  # rows of the conditional-sample grid and of the analogy figure
+    nearest_draws: int = MISSING  # random same-class sets of as many training images as are labelled: the chance of a sample's nearest image being in one
 
     def __post_init__(self) -> None:
-        for key in ("judge_epochs", "supervised_steps", "figure_rows"):
+        for key in ("judge_epochs", "supervised_steps", "figure_rows", "nearest_draws"):
             require(getattr(self, key) > 0, f"semi_supervised.{key}", f"must be > 0, got {getattr(self, key)}")
         require(self.samples_per_class >= 2, "semi_supervised.samples_per_class", f"must be >= 2 (a covariance needs two), got {self.samples_per_class}")
+
+
+@dataclass
+class StackConfig:
+    """The lower model of a stack (Kingma et al. 2014's M1 under M2): trained on the images without
+    labels in `output_dir` before the recipe's model trains on its codes (data=codes, `data.path`
+    its checkpoint)."""
+
+    data: DataConfig = MISSING  # the images
+    model: Any = MISSING  # typed by the chosen option's schema (`/model@stack.model: vae`)
+    net: Any = MISSING
+    epochs: int = MISSING
+    output_dir: str = MISSING
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.output_dir}/checkpoints/best.ckpt"
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, "stack.epochs", f"must be > 0, got {self.epochs}")
+        require(model_class(self.model.name).supports("posterior"), "stack.model", f"{self.model.name} has no posterior q(z|x) to take codes from; use a vae")
 
 
 @dataclass
@@ -122,6 +150,7 @@ class ReferenceConfig(AnomalyConfig):
     published: list[PublishedNumber] = MISSING
     probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
     semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
+    stack: Optional[StackConfig] = None  # a lower model trained first, whose codes the recipe's model trains on
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,7 +159,10 @@ class ReferenceConfig(AnomalyConfig):
             require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
         if self.task == ReferenceTask.semi_supervised:
             require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
-            require(MODELS[self.model.name].supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+            require(model_class(self.model.name).supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+        if self.stack is not None:
+            require(self.data.name == "codes", "data", f"a stack's model trains on the lower model's codes: data=codes, got {self.data.name}")
+            require(self.data.path == self.stack.checkpoint, "data.path", f"a stack's model reads the lower model's checkpoint {self.stack.checkpoint}, got {self.data.path}")
 
 
 def seed_config(cfg: ReferenceConfig, schema: type[Config], seed: int) -> Config:
@@ -149,7 +181,7 @@ def trained_model(cfg: ReferenceConfig, seed: int, parent: str | None) -> tuple[
     seeded = seed_config(cfg, TrainConfig, seed)
     train.run(seeded, parent=parent)
     model = load_model(Path(seeded.output_dir) / "checkpoints" / "best.ckpt").eval()
-    datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=seed)
+    datamodule = InMemoryDataModule(load_data(cfg.data), cfg.data, seed=seed)
     datamodule.setup()
     return model, datamodule
 
@@ -205,14 +237,40 @@ def probe_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     return metrics
 
 
+def lower_model(cfg: ReferenceConfig, seed: int, parent: str | None) -> None:
+    """The stack's lower model (`stack`, M1): trained on its images without labels in
+    `stack.output_dir` during the first seed's run; the recipe's model trains on its codes."""
+    if cfg.stack is None or seed != cfg.seeds[0]:
+        return
+    lower = TrainConfig(
+        data=cfg.stack.data,
+        model=cfg.stack.model,
+        net=cfg.stack.net,
+        trainer=replace(cfg.trainer, max_epochs=cfg.stack.epochs),
+        logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/{cfg.stack.model.label}"),
+        seed=seed,
+        output_dir=cfg.stack.output_dir,
+        stage=cfg.stage,
+        objective=cfg.objective,
+        compile=cfg.compile,
+    )
+    train.run(lower, parent=parent)
+
+
+def images_data(cfg: ReferenceConfig) -> Any:
+    """The data config of the images the recipe's samples are judged as: the recipe's own, or on
+    a model's codes, the images that model was trained on."""
+    return images_config(Path(cfg.data.path)) if cfg.data.name == Dataset.codes else cfg.data
+
+
 def judge(cfg: ReferenceConfig, seed: int) -> DigitClassifier:
     """The digit classifier that labels generated images: trained by the classifier stage on the
-    recipe's data (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the first
-    seed's run, loaded by the later seeds."""
+    recipe's images (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the
+    first seed's run, loaded by the later seeds."""
     output_dir = Path(cfg.train_dir) / "judge"
     if seed == cfg.seeds[0]:
         judge_cfg = ClassifierStageConfig(
-            data=cfg.data,
+            data=images_data(cfg),
             classifier=cfg.semi_supervised.judge,
             trainer=replace(cfg.trainer, max_epochs=cfg.semi_supervised.judge_epochs),
             logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/judge"),
@@ -228,10 +286,13 @@ def semi_supervised_task(cfg: ReferenceConfig, seed: int, parent: str | None) ->
     """`test/accuracy` (and `val/accuracy`) of the model's q(y|x); `test/accuracy_supervised`: its
     classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
     and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
-    (`judge/test/accuracy`: its own accuracy on the test images); `test/nll_is` (k =
-    likelihood.samples, y summed out) and `test/elbo`, in nats. Figures in `<output_dir>/figures/seed_<s>`
-    (the reference report shows the first seed's)."""
+    (`judge/test/accuracy`: its own accuracy on the test images), and `gen/nearest_labelled`
+    beside `gen/nearest_random` (`memorisation_metrics`); `test/nll_is` (k = likelihood.samples, y
+    summed out) and `test/elbo`, in nats. Figures in `<output_dir>/figures/seed_<s>` (the
+    reference report shows the first seed's). On codes, the samples, their judging and the
+    figures are of images, through the stack."""
     settings, batch = cfg.semi_supervised, cfg.data.eval_batch_size
+    lower_model(cfg, seed, parent)
     scorer = judge(cfg, seed)
     model, datamodule = trained_model(cfg, seed, parent)
     (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = (datamodule.tensors[split] for split in ("train", "val", "test"))
@@ -249,14 +310,21 @@ def semi_supervised_task(cfg: ReferenceConfig, seed: int, parent: str | None) ->
         "test/accuracy": accuracy(predict, test_images, test_labels, batch),
         "val/accuracy": accuracy(predict, val_images, val_labels, batch),
         "test/accuracy_supervised": accuracy(lambda x: supervised(x).argmax(1), test_images, test_labels, batch),
-        "judge/test/accuracy": accuracy(scorer.predict, test_images, test_labels, batch),
     }
-    torch.manual_seed(seed)
-    metrics |= conditional_metrics(model, scorer, test_images, test_labels, settings.samples_per_class, batch)
     if cfg.likelihood.samples > 0:
         bounds = likelihood_bounds(model, test_images, cfg.likelihood.samples, cfg.likelihood.batch_size, torch.Generator().manual_seed(seed))
         metrics |= {"test/nll_is": -float(bounds["log_px"].mean()), "test/elbo": float(bounds["elbo"].mean())}
-    save_conditional_figures(model, test_images, settings.figure_rows, Path(cfg.output_dir) / "figures" / f"seed_{seed}", cfg.model.label, seed)
+    generator, images = model, datamodule
+    if cfg.data.name == Dataset.codes:  # judged as images, through the stack
+        generator = StackedModel(model, load_model(cfg.data.path), datamodule.splits).eval()
+        images = InMemoryDataModule(load_or_prepare(images_data(cfg)), images_data(cfg), seed=seed)
+    (train_pixels, _), (test_pixels, _) = images.split("train"), images.split("test")
+    metrics["judge/test/accuracy"] = accuracy(scorer.predict, test_pixels, test_labels, batch)
+    torch.manual_seed(seed)
+    samples, asked = conditional_samples(generator, settings.samples_per_class, batch)
+    metrics |= conditional_metrics(samples, asked, scorer, test_pixels, test_labels, batch)
+    metrics |= memorisation_metrics(samples, train_pixels, train_labels, subset.numpy(), settings.nearest_draws, seed, batch)
+    save_conditional_figures(generator, test_pixels, settings.figure_rows, Path(cfg.output_dir) / "figures" / f"seed_{seed}", cfg.model.label, seed)
     return metrics
 
 

@@ -15,10 +15,10 @@ import lightning as L
 from omegaconf import MISSING, OmegaConf
 
 from aevae.config import DataConfig, LoggerConfig, TrainerConfig, validate
-from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.data import InMemoryDataModule
 from aevae.errors import require
 from aevae.io import plain
-from aevae.models import MODELS, build_model
+from aevae.models import build_model, model_class
 from aevae.models.losses import resolve_likelihood
 from aevae.nets import NETS
 from aevae.records import tracking
@@ -30,6 +30,7 @@ from aevae.run.devices import check_accelerator, resolve_precision
 from aevae.run.ownership import own_folder
 from aevae.run.progress import progress_bar
 from aevae.run.ranks import is_rank_zero
+from aevae.stages.codes import load_data
 from aevae.stages.common import log_summary, open_stage_run, print_summary, run_name
 
 
@@ -49,8 +50,8 @@ class TrainConfig:
     compile: bool = MISSING  # torch.compile the model's loss (`BaseAutoencoder.compile_loss`)
 
     def __post_init__(self) -> None:
-        require(self.model.name in MODELS, "model.name", f"unknown model {self.model.name!r}; expected one of {', '.join(MODELS)}")
-        require(isinstance(self.model, MODELS[self.model.name].config_class), "model", f"not a {MODELS[self.model.name].config_class.__name__}")
+        schema = model_class(self.model.name).config_class  # ConfigError on an unknown kind
+        require(isinstance(self.model, schema), "model", f"not a {schema.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
         require(isinstance(self.net, NETS[self.net.name]), "net", f"not a {NETS[self.net.name].__name__}")
         self.model.check_optimization()
@@ -80,7 +81,7 @@ def run(cfg: TrainConfig, parent: str | None = None) -> dict[str, float]:
     metrics_file = output_dir / "metrics.json"
     with own_folder(output_dir):
         resume.check_owner(checkpoint_dir, cfg.model.label)
-        splits = load_or_prepare(cfg.data)  # every input loads before anything of a previous run is removed
+        splits = load_data(cfg.data)  # every input loads before anything of a previous run is removed
         # `model.likelihood: auto` becomes the data kind's likelihood in everything written and logged
         cfg.model.likelihood = resolve_likelihood(cfg.model.likelihood, splits.image_shape)
         params = plain(cfg)
