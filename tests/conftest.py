@@ -65,7 +65,7 @@ def lr_keys(lr: float) -> dict:
         "lr": lr,
         "lr_schedule": "constant",
         "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-8, "weight_decay": 0.0},
-        "scheduler": {"_target_": "torch.optim.lr_scheduler.LambdaLR", "_partial_": True, "lr_lambda": {"_target_": "aevae.models.schedules.constant", "_partial_": True, "max_epochs": 1}},
+        "scheduler": {"_target_": "aevae.models.schedules.per_epoch", "_partial_": True, "schedule": "constant"},
     }
 
 

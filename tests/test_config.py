@@ -86,11 +86,11 @@ def test_invalid_value_names_the_key(make_config, override, key):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.optimizer.lr=0.1", "model.optimizer.lr: the optimizer takes model.lr (0.001); set that instead"),
+        ("model.optimizer.lr=0.1", "model.optimizer.lr: the optimizer takes model.lr (0.004); set that instead"),
         ("model.optimizer.eps=-1", "model.optimizer: Invalid epsilon value: -1"),  # the optimizer's own check
         ("model.optimizer._target_=torch.optim.Adamm", "model.optimizer: Error locating target 'torch.optim.Adamm'"),
         ("+model.optimizer.momentum=0.9", "model.optimizer: Adam.__init__() got an unexpected keyword argument 'momentum'"),
-        ("model.scheduler._target_=torch.optim.lr_scheduler.StepLR", "model.scheduler: StepLR.__init__() got an unexpected keyword argument 'lr_lambda'"),
+        ("model.scheduler._target_=torch.optim.lr_scheduler.StepLR", "model.scheduler: StepLR.__init__() got an unexpected keyword argument 'schedule'"),
     ],
 )
 @pytest.mark.fast

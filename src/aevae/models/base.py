@@ -46,7 +46,7 @@ class AEConfig:
     lr: float = MISSING
     lr_schedule: LRSchedule = MISSING  # a function of `aevae.models.schedules`, which `scheduler` runs
     optimizer: Any = MISSING  # a `_partial_` Hydra node (`_target_`: the class) at `lr`; given the model's parameters
-    scheduler: Any = MISSING  # a `_partial_` Hydra node of the learning-rate scheduler; given the optimizer, stepped per epoch
+    scheduler: Any = MISSING  # a `_partial_` Hydra node of the learning-rate scheduler; given the optimizer and max_epochs, stepped per epoch
 
     def __post_init__(self) -> None:
         require(self.latent_dim > 0, "model.latent_dim", f"must be > 0, got {self.latent_dim}")
@@ -57,12 +57,12 @@ class AEConfig:
         require(self.lr > 0, "model.lr", f"must be > 0, got {self.lr}")
         require(self.optimizer.get("lr") == self.lr, "model.optimizer.lr", f"the optimizer takes model.lr ({self.lr}); set that instead")
 
-    def check_optimization(self) -> None:
-        """Build the optimizer (of a stand-in parameter) and its scheduler once, so that a bad
-        target or argument fails in one line before any work (the training config calls it, once
-        the trainer's settings that the schedule reads are checked)."""
+    def check_optimization(self, max_epochs: int) -> None:
+        """Build the optimizer (of a stand-in parameter) and its scheduler over `max_epochs` once,
+        so that a bad target or argument fails in one line before any work (the training config
+        calls it, once the trainer's settings are checked)."""
         optimizer = built("model.optimizer", lambda: instantiate(self.optimizer)([torch.zeros(1, requires_grad=True)]))
-        built("model.scheduler", lambda: instantiate(self.scheduler)(optimizer))
+        built("model.scheduler", lambda: instantiate(self.scheduler)(optimizer, max_epochs=max_epochs))
 
 
 def built(key: str, build: Callable[[], Any]) -> Any:
@@ -216,7 +216,8 @@ class BaseAutoencoder(L.LightningModule):
         self._update_means(self.test_means, "test", batch[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """The config's optimizer over the parameters, and its scheduler, stepped once per epoch."""
+        """The config's optimizer over the parameters, and its scheduler over the trainer's
+        max_epochs, stepped once per epoch."""
         optimizer = instantiate(self.cfg.optimizer)(self.parameters())
-        scheduler = instantiate(self.cfg.scheduler)(optimizer)
+        scheduler = instantiate(self.cfg.scheduler)(optimizer, max_epochs=self.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,9 +1,14 @@
-"""The learning rate's schedules: each is `f(epoch, max_epochs) -> factor` of the optimizer's lr,
-named by `model.lr_schedule`; the model config's `scheduler` (conf/model/ae.yaml) is a LambdaLR
-of the named one, which Hydra instantiates."""
+"""The learning-rate schedules by name (`model.lr_schedule`): each is `f(epoch, max_epochs) ->
+factor` of the optimizer's lr. The model config's `scheduler` (conf/model/ae.yaml) is `per_epoch`
+of the named one, which Hydra instantiates and the model gives its optimizer and
+`trainer.max_epochs`."""
 
 import math
 from enum import StrEnum
+from functools import partial
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
 
 class LRSchedule(StrEnum):  # the functions of this module
@@ -23,3 +28,9 @@ def cosine(epoch: int, max_epochs: int) -> float:
 def iwae(epoch: int, max_epochs: int) -> float:
     """Stage i spans epochs [(3^i - 1) / 2, (3^(i+1) - 1) / 2)."""
     return 10 ** (-math.floor(math.log(2 * epoch + 1, 3) + 1e-9) / 7)
+
+
+def per_epoch(optimizer: Optimizer, max_epochs: int, schedule: LRSchedule) -> LambdaLR:
+    """The optimizer's learning rate times the factor of the schedule function of this module that
+    `schedule` names, per epoch of `max_epochs`."""
+    return LambdaLR(optimizer, partial(globals()[LRSchedule(schedule).value], max_epochs=max_epochs))

@@ -5,8 +5,8 @@ import hashlib
 import json
 import logging
 import shutil
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -31,13 +31,11 @@ class Resumable(NamedTuple):
 def fingerprint(params: Mapping[str, Any]) -> dict[str, Any]:
     """What a checkpoint must share with the current run to be resumed or trusted: data (and the
     prepared file's content), model, net, seed and the code, from the run's config as plain
-    values (`params`). Trainer settings such as max_epochs may change, and with them the model's
-    `scheduler`, which spans `trainer.max_epochs` (its kind is `model.lr_schedule`)."""
+    values (`params`). Trainer settings such as max_epochs may change."""
     prepared = params["data"]["prepared"]
-    model = {key: value for key, value in params["model"].items() if key != "scheduler"}
     return {
         "code_md5": source_md5(),
-        "config": {"data": params["data"], "model": model, "net": params["net"], "seed": params["seed"]},
+        "config": {key: params[key] for key in ("data", "model", "net", "seed")},
         "prepared_md5": hashlib.md5(Path(prepared).read_bytes()).hexdigest() if prepared else None,
     }
 

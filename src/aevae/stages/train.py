@@ -54,7 +54,7 @@ class TrainConfig:
         require(isinstance(self.model, schema), "model", f"not a {schema.__name__}")
         require(self.net.name in NETS, "net.name", f"unknown net {self.net.name!r}; expected one of {', '.join(NETS)}")
         require(isinstance(self.net, NETS[self.net.name]), "net", f"not a {NETS[self.net.name].__name__}")
-        self.model.check_optimization()
+        self.model.check_optimization(self.trainer.max_epochs)
 
 
 def build_trainer(trainer_cfg: TrainerConfig, output_dir: str | Path, logger: Any, callbacks: list[L.Callback], name: str) -> L.Trainer:
