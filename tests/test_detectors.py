@@ -127,7 +127,7 @@ def bars(n: int, vertical: bool, generator: torch.Generator) -> torch.Tensor:
 
 
 def test_the_error_per_complexity_needs_a_trained_model(make_config):
-    cfg = validate(make_config([*TINY, "model=ae", "features.latent=[]", "features.residual=[]"], config_name="anomaly"))
+    cfg = validate(make_config([*TINY, "model=ae", "features.latent=[]", "features.residual=[]", "ensemble=[]"], config_name="anomaly"))
     generator = torch.Generator().manual_seed(0)
     normal = bars(1000, True, generator)
     test = torch.cat([bars(300, True, generator), bars(300, False, generator)])
