@@ -20,6 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from aevae.stages import schema
 from aevae.config import register_configs, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.evaluation.anomaly import protocol_cases
@@ -42,11 +43,11 @@ def main() -> None:
     parser.add_argument("--normal-class", type=int, default=0)
     parser.add_argument("--mnist-root", default=os.environ.get("AEVAE_MNIST_ROOT", str(ROOT / "data" / "raw" / "mnist")))
     args, overrides = parser.parse_known_args()
-    register_configs()
+    register_configs(schema("anomaly"))
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("anomaly", [*study_overrides(args.model), f"data.root={args.mnist_root}", "logger=none", "trainer.enable_progress_bar=false",
                                   f"output_dir={tmp}", f"train_dir={tmp}/classes", f"normal_classes=[{args.normal_class}]", *overrides])  # fmt: skip
-        validate(cfg)
+        cfg = validate(cfg)
         detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
         datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
         datamodule.setup()

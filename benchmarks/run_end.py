@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from aevae.stages import schema
 from aevae.config import register_configs
 from aevae.run.logs import quiet_libraries
 from aevae.stages import train
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed trainings per variant (median reported)")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    register_configs()
+    register_configs(schema("train"))
     quiet_libraries()
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,11 +56,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from aevae.config import study
+from aevae.stages import schema
 from aevae.config import register_configs, validate
 from aevae.run.devices import native_bf16, resolve_precision
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.models import BaseAutoencoder, build_model
-from aevae.models.base import LRSchedule, lr_factor
 from aevae.models.losses import corrupt
 from aevae.stages.configure import training_overrides
 
@@ -93,7 +93,7 @@ def parse_args() -> argparse.Namespace:
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
     """The train stage's config of the study's model `args.model`, on MNIST, with the benchmark's choices."""
-    register_configs()
+    register_configs(schema("train"))
     params = study.load(REPO_ROOT / "params.yaml")
     if args.model not in params.models:
         raise SystemExit(f"--model {args.model}: not a model of params.yaml; its models: {', '.join(params.models)}")
@@ -185,8 +185,8 @@ class EpochTimer(L.Callback):
 def fresh_model(cfg: DictConfig, splits: Splits, device: torch.device) -> BaseAutoencoder:
     """The configured model, with the same initial weights every time."""
     L.seed_everything(cfg.seed, verbose=False)
-    model_cfg, net_cfg = (OmegaConf.to_container(node, resolve=True) for node in (cfg.model, cfg.net))
-    return build_model(model_cfg, net_cfg, splits.image_shape).to(device)
+    typed = validate(cfg)
+    return build_model(typed.model, typed.net, splits.image_shape).to(device)
 
 
 def as_trained(cfg: DictConfig, model: BaseAutoencoder) -> BaseAutoencoder:
@@ -228,9 +228,9 @@ def lightning_epochs(cfg: DictConfig, model: torch.nn.Module, epochs: int, devic
 
 def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> Iterator[float]:
     """The duration of each epoch of a hand-written loop, one a step: `loss_terms`, backward, the
-    model's Adam and per-epoch schedule."""
-    optimizer = model.optimizer()  # the Adam of configure_optimizers
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(model.cfg.lr_schedule), epochs))
+    model's optimizer and per-epoch schedule."""
+    optimizers = model.configure_optimizers()
+    optimizer, schedule = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
     model.train()
     dtype = compute_dtype(cfg)
     for epoch in range(epochs):

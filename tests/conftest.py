@@ -24,6 +24,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from aevae.config import register_configs
+from aevae.stages import schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -55,10 +56,23 @@ STUDY_PARAMS = {
 }
 IMPORT_LOG_DIR = REPO_ROOT / "tests" / "import_log"  # its sitecustomize.py logs a process's aevae files
 IMPORT_LOG = "AEVAE_IMPORT_LOG"  # the file it appends to
+
+
+def lr_keys(lr: float) -> dict:
+    """The learning-rate keys of a model config written by hand: conf/model/ae.yaml's Adam at
+    `lr` and a constant schedule."""
+    return {
+        "lr": lr,
+        "lr_schedule": "constant",
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-8, "weight_decay": 0.0},
+        "scheduler": {"_target_": "aevae.models.schedules.per_epoch", "_partial_": True, "schedule": "constant"},
+    }
+
+
 SERVER_START_TIMEOUT_S = 90
 SERVER_STOP_TIMEOUT_S = 5
 
-register_configs()
+register_configs(*(schema(path.stem) for path in sorted((REPO_ROOT / "pipelines").glob("*.py"))))  # every stage's
 
 
 # --- the repository stays clean -------------------------------------------------------------

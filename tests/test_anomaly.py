@@ -57,7 +57,7 @@ def test_one_class_split_trains_on_the_class_and_tests_on_everything(make_config
     cfg = make_config(["model=ae"], config_name="anomaly")
     splits = load_or_prepare(cfg.data)
     (case,) = one_class_cases(range(10), [3])
-    class_cfg = class_config(cfg, case)
+    class_cfg = class_config(validate(cfg), case)
     assert class_cfg.output_dir.endswith("class_3") and class_cfg.logger.run_name == "anomaly/ae/class_3"
     datamodule = InMemoryDataModule(splits, class_cfg.data, seed=0)
     datamodule.setup()

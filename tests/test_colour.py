@@ -24,7 +24,7 @@ from aevae.stages.evaluate import run as evaluate
 from aevae.stages.probe import run as probe
 from aevae.stages.report import data_card_section
 from aevae.stages.train import run as train
-from conftest import CONF_DIR
+from conftest import CONF_DIR, lr_keys
 
 SIDE = 32
 PER_CLASS = {"train": 48, "val": 16, "test": 16}
@@ -172,7 +172,7 @@ def test_vectors_get_a_card_mse_and_only_the_latent_map(tmp_path):
     assert card["skipped"] == SKIP_VECTORS and save_sample_grid(splits, tmp_path / "samples.png") is None
     assert reconstruction_metrics(vectors["test"] + 0.5, vectors["test"], batch_size=4) == pytest.approx({"mse": 0.25})
     model = build_model({"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, "likelihood": "auto", "gaussian_std": 1.0,
-                         "corruption": "none", "corruption_level": 0.0, "lr": 1e-3, "lr_schedule": "constant", "adam_eps": 1e-8, "weight_decay": 0.0},
+                         "corruption": "none", "corruption_level": 0.0, **lr_keys(1e-3)},
                         {"name": "mlp", "hidden_dims": [8], "activation": "relu"}, (6,)).eval()  # fmt: skip
     assert model.cfg.likelihood == "gaussian_learned"
     figures_cfg = {"n_images": 4, "interpolation_pairs": 2, "interpolation_steps": 3, "traversal_dims": 2, "traversal_steps": 3, "traversal_range": 2.0}

@@ -27,12 +27,12 @@ def test_every_group_option_composes_and_validates(make_config, override, mnist_
     cfg = make_config([override], config_name="reference" if recipe else "train")
     if cfg.data.name == "mnist":  # MNIST's: the vendored files, wherever the tests run from
         cfg.data.path = str(mnist_root)
-    validate(cfg)
+    typed = validate(cfg)
     for budget in cfg.budgets if recipe else ():
         cfg.budget = budget
         validate(cfg)
     image_shape = (1, 28, 28) if cfg.data.name == "mnist" else (1, 8, 8)
-    model = build_model(dict(cfg.model), dict(cfg.net), image_shape)
+    model = build_model(typed.model, typed.net, image_shape)
     assert model.cfg.latent_dim == cfg.model.latent_dim
 
 
@@ -81,6 +81,24 @@ def test_wrong_type_or_unknown_choice_is_rejected_while_composing(make_config, o
 def test_invalid_value_names_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(make_config(override.split()))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.optimizer.lr=0.1", "model.optimizer.lr: the optimizer takes model.lr (0.004); set that instead"),
+        ("model.optimizer.eps=-1", "model.optimizer: Invalid epsilon value: -1"),  # the optimizer's own check
+        ("model.optimizer._target_=torch.optim.Adamm", "model.optimizer: Error locating target 'torch.optim.Adamm'"),
+        ("+model.optimizer.momentum=0.9", "model.optimizer: Adam.__init__() got an unexpected keyword argument 'momentum'"),
+        ("model.scheduler._target_=torch.optim.lr_scheduler.StepLR", "model.scheduler: StepLR.__init__() got an unexpected keyword argument 'schedule'"),
+    ],
+)
+@pytest.mark.fast
+def test_optimizer_and_scheduler_are_built_once_while_validating(make_config, override, message):
+    """A bad optimizer or scheduler node fails in one line naming it, before any data or training."""
+    with pytest.raises(ConfigError) as raised:
+        validate(make_config([override]))
+    assert str(raised.value).startswith(message), raised.value
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
@@ -13,14 +12,14 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.svm import OneClassSVM
 
 from aevae.reporting import report
-from aevae.config import AnomalyProtocol, validate
+from aevae.config import validate
 from aevae.data import load_or_prepare
 from aevae.errors import ConfigError
 from aevae.evaluation.anomaly import PROTOCOLS, Case, one_anomalous_cases, one_class_cases
 from aevae.evaluation.complexity import total_variation
 from aevae.evaluation.detectors import feature_scores
 from aevae.models import build_model
-from aevae.stages.anomaly import baseline_scores, model_scores
+from aevae.stages.anomaly import AnomalyProtocol, baseline_scores, model_scores
 from conftest import TINY
 
 
@@ -89,7 +88,7 @@ def fit(model, images: torch.Tensor, steps: int, generator: torch.Generator) -> 
 
 
 def test_latent_detectors_need_a_trained_encoder(make_config):
-    cfg = make_config([*TINY, "model=ae"], config_name="anomaly")
+    cfg = validate(make_config([*TINY, "model=ae"], config_name="anomaly"))
     generator = torch.Generator().manual_seed(0)
     direction = torch.randn(256, generator=generator)
     direction /= direction.norm()
@@ -97,7 +96,7 @@ def test_latent_detectors_need_a_trained_encoder(make_config):
     test = torch.cat([toy_images(300, 0.0, generator, direction), toy_images(300, 4.0, generator, direction)])
     targets = torch.cat([torch.zeros(300), torch.ones(300)]).long()
     torch.manual_seed(0)
-    model = build_model(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.net), (1, 16, 16)).eval()
+    model = build_model(cfg.model, cfg.net, (1, 16, 16)).eval()
     methods = [f"ae_latent_{name}" for name in cfg.features.latent]
 
     def auroc() -> dict[str, float]:
@@ -128,13 +127,13 @@ def bars(n: int, vertical: bool, generator: torch.Generator) -> torch.Tensor:
 
 
 def test_the_error_per_complexity_needs_a_trained_model(make_config):
-    cfg = make_config([*TINY, "model=ae", "features.latent=[]", "features.residual=[]"], config_name="anomaly")
+    cfg = validate(make_config([*TINY, "model=ae", "features.latent=[]", "features.residual=[]", "ensemble=[]"], config_name="anomaly"))
     generator = torch.Generator().manual_seed(0)
     normal = bars(1000, True, generator)
     test = torch.cat([bars(300, True, generator), bars(300, False, generator)])
     targets = torch.cat([torch.zeros(300), torch.ones(300)]).long()
     torch.manual_seed(0)
-    model = build_model(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.net), (1, 16, 16))
+    model = build_model(cfg.model, cfg.net, (1, 16, 16))
 
     def auroc() -> float:
         return roc_auc_score(targets, model_scores(model.eval(), test, normal, cfg, detectors_of(cfg))["ae_error_per_tv"])
@@ -164,7 +163,7 @@ def test_one_anomalous_protocol_trains_on_the_other_classes(make_config):
 
     cfg = make_config(["model=ae", "cases=one_anomalous"], config_name="anomaly")
     (case,) = PROTOCOLS[cfg.cases](list(range(10)), [4])
-    class_cfg = class_config(cfg, case)
+    class_cfg = class_config(validate(cfg), case)
     assert class_cfg.data.train_classes == [0, 1, 2, 3, 5, 6, 7, 8, 9] and class_cfg.output_dir.endswith("anomalous_4")
 
 

@@ -25,12 +25,12 @@ from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.models import build_model, load_model
 from aevae.models.losses import corrupt, gaussian_kl
 from aevae.stages.train import run as train
-from conftest import CONF_DIR, REPO_ROOT, TINY
+from conftest import CONF_DIR, REPO_ROOT, TINY, lr_keys
 from untrained import IMPROVED, untrained_checkpoint
 
 VAE = {
-    "name": "vae", "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "corruption": "none",
-    "corruption_level": 0.0, "lr": 1e-3, "lr_schedule": "constant", "adam_eps": 1e-8, "weight_decay": 0.0, "beta": 1.0, "kl_warmup_epochs": 0,
+    "name": "vae", "label": "vae", "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "corruption": "none",
+    "corruption_level": 0.0, **lr_keys(1e-3), "beta": 1.0, "kl_warmup_epochs": 0,
 }  # fmt: skip
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

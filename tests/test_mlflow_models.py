@@ -30,7 +30,7 @@ from aevae.stages import classifier, score, train
 from aevae.evaluation.anomaly import one_class_cases
 from aevae.evaluation.batches import map_batches
 from aevae.stages.anomaly import class_config
-from aevae.stages.common import params_of
+from aevae.config import validate
 from conftest import CONF_DIR, REPO_ROOT, TINY, free_port, stop_process_group
 
 N_IMAGES = 100  # the test split's first images
@@ -55,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with open_dict(cfg):
         cfg.output_dir, cfg.logger.tracking_uri = str(tmp / "out"), uri
-    class_cfg = class_config(cfg, one_class_cases(range(10), [0])[0])
+    class_cfg = class_config(validate(cfg), one_class_cases(range(10), [0])[0])
     train.run(class_cfg)
     checkpoint = Path(class_cfg.output_dir) / "checkpoints" / "best.ckpt"
     datamodule = InMemoryDataModule(load_or_prepare(cfg.data), cfg.data, seed=cfg.seed)
@@ -105,10 +105,10 @@ def test_a_logged_model_holds_weights_and_config_only(trained):
 def test_each_kind_of_model_gives_its_results(make_config, tmp_path, trained, overrides, results):
     if overrides is None:
         cfg = make_config(config_name="classifier")
-        module = DigitClassifier(params_of(cfg.classifier), [1, 8, 8])
+        module = DigitClassifier(validate(cfg).classifier, [1, 8, 8])
     else:
         cfg = make_config([*TINY, *overrides])
-        module = build_model(params_of(cfg.model), params_of(cfg.net), [1, 8, 8])
+        module = build_model(validate(cfg).model, validate(cfg).net, [1, 8, 8])
     checkpoint = tmp_path / "untrained.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, checkpoint)
     model = TrainedModel(checkpoint)

@@ -7,14 +7,15 @@ import torch
 
 from aevae.models import build_model
 from aevae.models.losses import build_likelihood, corrupt, gaussian_kl
+from conftest import lr_keys
 
 pytestmark = pytest.mark.fast  # every test here is a quick unit test (`make test-fast`)
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
 CONV = {"name": "conv", "channels": [4, 8], "hidden_dim": 16}
-BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
-AE = {"name": "ae", "latent_dim": 3, **BASE}
-VAE = {"name": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}
+BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, **lr_keys(1e-3))
+AE = {"name": "ae", "label": "ae", "latent_dim": 3, **BASE}
+VAE = {"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}
 
 
 def test_closed_form_kl_matches_monte_carlo():

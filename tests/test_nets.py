@@ -9,11 +9,13 @@ from aevae.errors import ConfigError
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.models import build_model
 from aevae.models.losses import LEVELS, build_likelihood, resolve_likelihood
-from aevae.nets import build_nets
+from aevae.nets.conv import ConvConfig
+from conftest import lr_keys
 
 CONV = {"name": "conv", "channels": [4, 8, 8], "hidden_dim": 16}
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
-BASE = dict(gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-2, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
+CONV_NETS = ConvConfig(**CONV)
+BASE = dict(gaussian_std=0.1, corruption="none", corruption_level=0.0, **lr_keys(1e-2))
 VAE = {"name": "vae", "label": "vae", "latent_dim": 3, "beta": 1.0, "kl_warmup_epochs": 0, **BASE}
 
 
@@ -24,7 +26,7 @@ def test_conv_round_trip_shapes(side, channels):
     """Three stride-2 layers on 28 (not divisible by 8), 32 and 64 pixels: the decoder gives back
     the image's shape, with as many channels per pixel as asked."""
     shape = (channels, side, side)
-    encoder, decoder = build_nets(CONV, shape, 6, 3, decoder_shape=(2 * channels, side, side))
+    encoder, decoder = CONV_NETS.encoder(shape, 6), CONV_NETS.decoder((2 * channels, side, side), 3)
     codes = encoder(torch.rand(5, *shape))
     assert codes.shape == (5, 6)
     assert decoder(codes[:, :3]).shape == (5, 2 * channels, side, side)
@@ -32,18 +34,18 @@ def test_conv_round_trip_shapes(side, channels):
 
 @pytest.mark.fast
 def test_conv_non_square_and_too_small():
-    encoder, decoder = build_nets(CONV, (3, 28, 40), 4, 4)
+    encoder, decoder = CONV_NETS.encoder((3, 28, 40), 4), CONV_NETS.decoder((3, 28, 40), 4)
     assert decoder(encoder(torch.rand(2, 3, 28, 40))).shape == (2, 3, 28, 40)
     with pytest.raises(ConfigError, match="net.channels: 3 stride-2 layers need image sides >= 8"):
-        build_nets(CONV, (1, 4, 4), 4, 4)
+        CONV_NETS.encoder((1, 4, 4), 4)
     with pytest.raises(ConfigError, match="net.name: conv needs images"):
-        build_nets(CONV, (30,), 4, 4)
+        CONV_NETS.encoder((30,), 4)
 
 
 @pytest.mark.fast
 def test_conv_divisible_sides_build_the_layers_as_before():
     """No output padding where the side halves evenly: the MNIST nets' layers are unchanged."""
-    _, decoder = build_nets({"name": "conv", "channels": [32, 64], "hidden_dim": 256}, (1, 28, 28), 32, 16)
+    decoder = ConvConfig(name="conv", channels=[32, 64], hidden_dim=256).decoder((1, 28, 28), 16)
     transposed = [layer for layer in decoder.net if isinstance(layer, torch.nn.ConvTranspose2d)]
     assert [layer.output_padding for layer in transposed] == [(0, 0), (0, 0)]
 
@@ -131,7 +133,7 @@ def test_mnist_defaults_run_with_the_same_config_as_before():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from aevae.stages.common import params_of
+    from aevae.io import plain
     from conftest import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -141,4 +143,4 @@ def test_mnist_defaults_run_with_the_same_config_as_before():
         cfg.output_dir = "models/vae"
     assert auto.model.likelihood == "auto"
     auto.model.likelihood = str(resolve_likelihood(auto.model.likelihood, (1, 28, 28)))  # as the train stage does
-    assert OmegaConf.to_yaml(params_of(auto)) == OmegaConf.to_yaml(params_of(explicit))
+    assert OmegaConf.to_yaml(plain(auto)) == OmegaConf.to_yaml(plain(explicit))

@@ -14,7 +14,8 @@ from omegaconf import open_dict
 from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.errors import ConfigError
-from aevae.evaluation.probe import labelled_subset, logistic_probe, probe_runs, probe_table, resolve_pca_components, svm_probe
+from aevae.data.subsets import labelled_subset, labelled_subsets
+from aevae.evaluation.probe import logistic_probe, probe_runs, probe_table, resolve_pca_components, svm_probe
 from aevae.stages.probe import run as run_probe
 from aevae.models import build_model, load_model
 from aevae.stages.train import run as train
@@ -75,7 +76,7 @@ def test_every_feature_sees_the_same_subsets(digits):
     """Two copies of one feature get identical accuracies per seed (paired), different across seeds."""
     train_x, train_y, test_x, test_y = digits
     features = {"a": (train_x, test_x), "b": (train_x.copy(), test_x.copy())}
-    runs = probe_runs(features, train_y, test_y, [1, None], seeds=[0, 1, 2], make_classifier=LOGREG)
+    runs = probe_runs(features, train_y, test_y, labelled_subsets(train_y, [1, None], seeds=[0, 1, 2]), make_classifier=LOGREG)
     by_key = {(run["feature"], run["budget"], run["seed"]): run["accuracy"] for run in runs}
     for budget, seeds in (("n1", [0, 1, 2]), ("all", [0])):
         for seed in seeds:
@@ -87,9 +88,10 @@ def test_every_feature_sees_the_same_subsets(digits):
 @pytest.mark.fast
 def test_pixel_probe_with_all_labels_is_accurate(digits):
     train_x, train_y, test_x, test_y = digits
-    (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, [None], seeds=[0], make_classifier=LOGREG)
+    (run,) = probe_runs({"pixels": (train_x, test_x)}, train_y, test_y, labelled_subsets(train_y, [None], seeds=[0]), make_classifier=LOGREG)
     assert run["accuracy"] > 0.93
-    (shuffled,) = probe_runs({"pixels": (train_x, test_x)}, np.random.default_rng(0).permutation(train_y), test_y, [None], [0], LOGREG)
+    shuffled_y = np.random.default_rng(0).permutation(train_y)
+    (shuffled,) = probe_runs({"pixels": (train_x, test_x)}, shuffled_y, test_y, labelled_subsets(shuffled_y, [None], [0]), LOGREG)
     assert shuffled["accuracy"] < 0.3  # labels that do not belong to their images carry no signal
 
 

@@ -73,12 +73,13 @@ def test_a_long_epoch_prints_lines_within_it(make_config, capsys):
     """The line's clock, not the epoch, decides: with a 0 s interval every step prints one, so
     an epoch longer than the interval still shows a line at least every interval plus a step."""
     cfg = make_config([*SMALL, "trainer.max_epochs=2", "trainer.progress=none", "logger=none"])
+    from aevae.config import validate
     from aevae.data import InMemoryDataModule, load_or_prepare
     from aevae.models import build_model
-    from aevae.stages.common import params_of
 
     splits = load_or_prepare(cfg.data)
-    model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape)
+    typed = validate(cfg)
+    model = build_model(typed.model, typed.net, splits.image_shape)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=1, callbacks=[ProgressLines("train/tiny", interval_s=0.0)])
     trainer.fit(model, datamodule=InMemoryDataModule(splits, cfg.data, seed=cfg.seed))
     lines = progress_lines(capsys.readouterr().out)

@@ -22,7 +22,6 @@ from aevae.io import load_tensors
 from aevae.models import build_model
 from aevae.models.losses import gaussian_kl
 from aevae.reporting.reference_table import RecipeResult, samples_table, verdict
-from aevae.stages.common import params_of
 from aevae.stages.reference import across_seeds, run as run_reference
 from conftest import REPO_ROOT, copy_project, run_command, set_params, study_env
 
@@ -37,7 +36,8 @@ def recipe_model(make_config):
     datamodule = InMemoryDataModule(splits, cfg.data, seed=0)
     datamodule.setup()
     torch.manual_seed(0)
-    model = build_model(params_of(cfg.model), params_of(cfg.net), splits.image_shape).eval()
+    typed = validate(cfg)
+    model = build_model(typed.model, typed.net, splits.image_shape).eval()
     assert [type(m).__name__ for m in model.encoder.net[1]][:4] == ["Linear", "Tanh", "Linear", "Tanh"]
     assert model.cfg.latent_dim == 50 and tuple(model.image_shape) == (1, 28, 28)
     return model, datamodule.tensors["test"][0][:64]

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from aevae.config import validate
 from aevae.data import InMemoryDataModule, load_or_prepare
 from aevae.data.subsets import labelled_subset
 from aevae.errors import ConfigError
@@ -29,10 +30,10 @@ from aevae.stages.anomaly import model_scores, run as run_anomaly
 from aevae.stages.classifier import run as train_classifier
 from aevae.stages.evaluate import run as evaluate
 from aevae.stages.train import run as train
-from conftest import CONF_DIR, REPO_ROOT, TINY
+from conftest import CONF_DIR, REPO_ROOT, TINY, lr_keys
 
 MLP = {"name": "mlp", "hidden_dims": [16], "activation": "relu"}
-BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, lr=1e-3, lr_schedule="constant", adam_eps=1e-8, weight_decay=0.0)
+BASE = dict(likelihood="bernoulli", gaussian_std=0.1, corruption="none", corruption_level=0.0, **lr_keys(1e-3))
 SSVAE = {"name": "ssvae", "label": "ssvae", "latent_dim": 3, "labels_per_class": 5, "alpha": 0.1, "balance": 2.0, "labelled_weight": 0.5, **BASE}
 SHAPE = (1, 8, 8)
 
@@ -168,7 +169,7 @@ def trained(tmp_path_factory):
     datamodule.setup()
     return {
         "model": load_model(out / "model" / "checkpoints" / "best.ckpt"),
-        "untrained": build_model(dict(model_cfg.model), dict(model_cfg.net), SHAPE).eval(),
+        "untrained": build_model(validate(model_cfg).model, validate(model_cfg).net, SHAPE).eval(),
         "judge": load_classifier(out / "judge" / "checkpoints" / "best.ckpt"),
         "data": datamodule.tensors,
         "cfg": model_cfg,
@@ -194,8 +195,8 @@ def test_trained_classifier_beats_untrained_and_its_net_trained_on_the_labels_al
     assert model_acc > untrained_acc + 0.3
     subset = torch.from_numpy(labelled_subset(train_labels.numpy(), 5, seed=0))
     torch.manual_seed(0)
-    cfg = trained["cfg"]
-    net = fit_supervised(build_model(dict(cfg.model), dict(cfg.net), SHAPE).classifier, train_images[subset], train_labels[subset], 100, 3e-3)
+    cfg = validate(trained["cfg"])
+    net = fit_supervised(build_model(cfg.model, cfg.net, SHAPE).classifier, train_images[subset], train_labels[subset], 100, 3e-3)
     assert accuracy(lambda x: net(x).argmax(1), test_images, test_labels, 512) > 0.5  # 5 labels per class of 8x8 digits
 
 

@@ -126,12 +126,13 @@ def test_a_tiny_stack_classifies_better_than_its_classifier_net_on_the_labels_al
     (train_codes, train_labels), (test_codes, test_labels) = codes.split("train"), codes.split("test")
     subset = torch.from_numpy(labelled_subset(train_labels.numpy(), LABELS, cfg.seed))
     torch.manual_seed(0)
-    fresh = build_model(dict(cfg.model), dict(cfg.net), m2.image_shape)
+    typed = validate(cfg)
+    fresh = build_model(typed.model, typed.net, m2.image_shape)
     alone = fit_supervised(fresh.classifier, train_codes[subset], train_labels[subset], 300, cfg.model.lr)
     scores = {
         "m2": accuracy(lambda x: m2.classify(x).argmax(1), test_codes, test_labels, 512),
         "alone": accuracy(lambda x: alone(x).argmax(1), test_codes, test_labels, 512),
-        "untrained": accuracy(lambda x: build_model(dict(cfg.model), dict(cfg.net), m2.image_shape).classify(x).argmax(1), test_codes, test_labels, 512),
+        "untrained": accuracy(lambda x: build_model(typed.model, typed.net, m2.image_shape).classify(x).argmax(1), test_codes, test_labels, 512),
     }
     assert scores["m2"] > scores["alone"] + 0.02 and scores["untrained"] < 0.3, scores
 

@@ -1,6 +1,7 @@
-"""The shape of the code stays as designed: no import cycles, no upward imports, no private
-Lightning API, thin entry points, complete DVC dependencies (every stage's code listed by its
-study's configure stage), exactly pinned stack packages."""
+"""The shape of the code stays as designed: no import cycles, no upward imports, no evaluation
+module that loads data, no private Lightning API, thin entry points, each stage's schema found by
+its name, complete DVC dependencies (every stage's code listed by its study's configure stage),
+exactly pinned stack packages."""
 
 import ast
 import re
@@ -90,6 +91,21 @@ def test_no_upward_imports():
     assert not upward, "\n".join(upward)
 
 
+# importer -> imported: packages of one layer that must not import each other
+FORBIDDEN = {("aevae.evaluation", "aevae.data"): "evaluation takes tensors and arrays; the stage loads the data"}
+
+
+def test_no_forbidden_imports():
+    found = [
+        f"{module} imports {imported}: {why}"
+        for module, imports in import_graph().items()
+        for imported in imports
+        for (importer, banned), why in FORBIDDEN.items()
+        if module.startswith(importer) and (imported == banned or imported.startswith(banned + "."))
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_no_private_lightning_api_in_src():
     private = []
     for path in sorted((SRC / "aevae").rglob("*.py")):
@@ -112,6 +128,21 @@ def test_entry_points_hold_no_logic(entry_point):
     kinds = [type(node).__name__ for node in body]
     assert kinds == ["Expr", "ImportFrom", "ImportFrom", "If"], kinds
     assert len(body[-1].body) == 1 and config_name(entry_point) == entry_point.stem
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS, ids=lambda p: p.name)
+def test_each_stage_schema_is_found_by_the_stage_name(entry_point):
+    """`aevae.stages.schema(<stage>)`: the dataclass that `stages/<stage>.py`'s `run` takes, defined
+    there and registered as `<stage>_schema`, which `conf/<stage>.yaml` composes."""
+    from dataclasses import is_dataclass
+
+    from aevae.config import schema_name
+    from aevae.stages import schema
+
+    stage = entry_point.stem
+    found = schema(stage)
+    assert is_dataclass(found) and found.__module__ == f"aevae.stages.{stage}", found
+    assert schema_name(found) == f"{stage}_schema" in yaml.safe_load((REPO_ROOT / "conf" / f"{stage}.yaml").read_text())["defaults"]
 
 
 @pytest.mark.parametrize("name", [f"{file}:{stage}" for file in DVC_FILES for stage in dvc_stages(file)])

@@ -1,5 +1,6 @@
-"""The entry points' one behaviour: compose the Hydra config, run a stage, and turn a user's
-mistake (a bad override, value or file) into one line `error: ...` and exit status 2.
+"""The entry points' one behaviour: compose the Hydra config (once, with the stage's schema),
+run the stage, and turn a user's mistake (a bad override, value or file) into one line
+`error: ...` and exit status 2.
 
 Importing it ties the process to the one that started it (`aevae.run.ownership.end_with_parent`)
 before anything slow is imported: every entry point imports it first."""
@@ -24,10 +25,10 @@ from omegaconf.errors import OmegaConfBaseException
 from aevae.config import register_configs
 from aevae.errors import AevaeError, hydra_message
 from aevae.run.logs import one_line_warnings, quiet_libraries
+from aevae.stages import schema
 
 EXIT_USER_ERROR = 2
 TRACEBACK_VARIABLE = "AEVAE_TRACEBACK"  # set (to 1): a failing stage shows the full traceback, not one line
-SWEEP_FLAGS = ("-m", "--multirun")
 
 
 def fail(message: str) -> None:
@@ -41,19 +42,6 @@ def os_error_message(exc: OSError) -> str:
     path = exc.filename or "a file"
     hint = {errno.ENOSPC: "free disk space and run again", errno.EACCES: "make it writable or choose another output_dir", errno.EROFS: "choose a writable output_dir"}
     return f"{path}: {exc.strerror or exc}; {hint.get(exc.errno, 'check the path and run again')} (set {TRACEBACK_VARIABLE}=1 for the traceback)"
-
-
-def check_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
-    """Compose the config once with the command line's overrides, before Hydra's own run, so
-    that an unknown key, a wrong type or an unknown choice fails in one line with status 2.
-    (Sweeps are left to Hydra: their overrides hold several values.)"""
-    from hydra import compose, initialize_config_dir
-
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        fail(hydra_message(exc))
 
 
 def expand_override_files(args: list[str]) -> list[str]:
@@ -72,16 +60,17 @@ def expand_override_files(args: list[str]) -> list[str]:
 
 
 def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
-    """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml` and the command
-    line's overrides (`@<file>`: those of a file). A train stage's `objective` metric goes back
-    to Hydra's sweeper."""
-    register_configs(config_name)
+    """Run `stage(cfg)` as a Hydra application with `conf/<config_name>.yaml` (its schema: the
+    stage's, found by the name) and the command line's overrides (`@<file>`: those of a file). A
+    train stage's `objective` metric goes back to Hydra's sweeper. An unknown key, a wrong type
+    or an unknown choice fails in one line with status 2: Hydra raises it (HYDRA_FULL_ERROR)
+    rather than printing it, before it creates any folder."""
+    register_configs(schema(config_name))
     quiet_libraries()
     one_line_warnings()
     conf_dir = Path(sys.argv[0]).resolve().parents[1] / "conf"
-    sys.argv[1:] = args = expand_override_files(sys.argv[1:])
-    if not any(flag in args for flag in SWEEP_FLAGS) and "--help" not in args and "--cfg" not in args:
-        check_overrides(conf_dir, config_name, [arg for arg in args if not arg.startswith("-")])
+    sys.argv[1:] = expand_override_files(sys.argv[1:])
+    os.environ["HYDRA_FULL_ERROR"] = "1"
 
     def task(cfg: DictConfig) -> Any:
         try:
@@ -95,6 +84,10 @@ def main(stage: Callable[[DictConfig], Any], config_name: str) -> None:
 
     try:
         hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config_name)(task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        fail(hydra_message(exc))
     finally:
         # The objects left (torch, Lightning, MLflow and their modules) are freed at exit anyway:
         # frozen, the interpreter's exit skips collecting them, about 2.4 s of every stage's

@@ -10,6 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+
+def plain(cfg: Any) -> dict[str, Any]:
+    """A config (a typed one or an OmegaConf node) as plain values, resolved, enums by name: what
+    config.yaml, MLflow params and checkpoints record."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` on a temporary file beside `path`, sync it to disk, then rename it

@@ -1,20 +1,18 @@
-"""The config schemas, `register_configs`, which puts those a stage's config needs (with the
-net registry's schemas) into Hydra's ConfigStore, and `validate`, which builds them from
-a composed config.
+"""`register_configs`, which puts the schemas a stage's config needs into Hydra's ConfigStore,
+and `validate`, which builds the typed config a stage runs on from a composed one.
 
-Every value lives in conf/; the dataclasses (`schemas.py`; `classifier_schemas.py`, the two that
-hold the digit classifier's config) declare the keys, their types and their checks. Hydra rejects
-an unknown key, a wrong type or an unknown choice (Enum fields) while composing; `validate(cfg)`
-then builds the dataclasses, whose `__post_init__` checks the values and raises a one-line
-`ConfigError` naming the key.
+Every value lives in conf/; the dataclasses declare the keys, their types and their checks: a
+stage's schema beside its `run` (`aevae.stages.<stage>`), the schemas several stages share in
+`schemas.py`, a model's or net's beside its class. Hydra rejects an unknown key, a wrong type or
+an unknown choice (Enum fields) while composing; `validate(cfg)` then builds the dataclasses,
+whose `__post_init__` checks the values and raises a one-line `ConfigError` naming the key.
 
-A stage pays at start-up only for the schemas its config uses: those that come with a Lightning
-module (a model kind's, the digit classifier's) are imported when a config that holds them is
-composed (a model kind's: by Hydra, hydra_plugins/aevae_models) or registered, or when their name
-is first read from this package, so that a stage that trains nothing starts without Lightning.
+A stage pays at start-up only for the schemas its config uses: an entry point registers its own
+stage's (and those it extends); a model kind's schema is imported when a config selects the kind
+(by Hydra: hydra_plugins/aevae_models), so that a stage that trains nothing starts without
+Lightning.
 """
 
-import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -24,71 +22,30 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config.schemas import (
-    AnomalyConfig,
-    AnomalyProtocol,
+    Binarization,
     CodeKind,
-    CompareConfig,
-    ConfigureConfig,
     DataConfig,
     Dataset,
-    DisentangleConfig,
-    EvaluateConfig,
+    LikelihoodConfig,
     LoggerConfig,
-    MetricsFile,
-    PrepareConfig,
-    ProbeConfig,
-    ReferenceReportConfig,
-    ReferenceTask,
-    ReportConfig,
+    LogRegConfig,
+    Progress,
     ResizeFilter,
-    ScoreConfig,
-    TrainConfig,
     TrainerConfig,
-    check_budget,
+    Tracker,
+    check_classes,
 )
 from aevae.errors import ConfigError, require
 from aevae.run.sweeps import register_resolvers
 
-# stage -> the name of its schema, registered as `<stage>_schema`
-STAGE_SCHEMAS: dict[str, str] = {
-    "train": "TrainConfig",
-    "prepare": "PrepareConfig",
-    "configure": "ConfigureConfig",
-    "classifier": "ClassifierStageConfig",
-    "evaluate": "EvaluateConfig",
-    "anomaly": "AnomalyConfig",
-    "probe": "ProbeConfig",
-    "report": "ReportConfig",
-    "compare": "CompareConfig",
-    "reference": "ReferenceConfig",
-    "reference_report": "ReferenceReportConfig",
-    "disentangle": "DisentangleConfig",
-    "score": "ScoreConfig",
-}
 GROUP_SCHEMAS: dict[str, type] = {"data": DataConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
-# the schemas of `classifier_schemas` (they import Lightning): read from this package on first use
-CLASSIFIER_SCHEMAS = ("ClassifierStageConfig", "ReferenceConfig", "SemiSupervisedConfig")
-
-
-def __getattr__(name: str) -> type:
-    """A schema of `CLASSIFIER_SCHEMAS`, its module imported on first use (PEP 562)."""
-    if name not in CLASSIFIER_SCHEMAS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import aevae.config.classifier_schemas as classifier_schemas
-
-    return getattr(classifier_schemas, name)
-
-
-def stage_schema(stage: str) -> type:
-    """The schema of `stage`'s config."""
-    return getattr(sys.modules[__name__], STAGE_SCHEMAS[stage])
 
 
 def net_schemas() -> dict[str, type]:
     """Each net family's config class, by name."""
     from aevae.nets import NETS
 
-    return {name: family.config for name, family in NETS.items()}
+    return dict(NETS)
 
 
 # a config group whose every option has a schema of its own -> those schemas, by option name;
@@ -98,26 +55,31 @@ def net_schemas() -> dict[str, type]:
 OPTION_SCHEMAS: dict[str, Callable[[], dict[str, type]]] = {"net": net_schemas}
 
 
-def register_configs(*stages: str) -> None:
-    """Register with Hydra's ConfigStore what composing the configs of `stages` needs (every
-    stage's when none is named), and the `aevae.*` resolvers: `<stage>_schema` of every stage (a
-    config may extend another stage's; the classifier's and the reference's, which import
-    Lightning, only when named),
-    `<group>/<group>_schema` of the data, trainer and logger groups, and for a stage whose schema
-    has a `net` node, `net/<name>_schema` of every net (a model kind's schema is found by Hydra
-    when a config selects it: hydra_plugins/aevae_models). Every entry point calls it with its config's name."""
+def schema_name(schema: type) -> str:
+    """The name a stage's schema is registered under: `<stage>_schema`, after the module
+    `aevae.stages.<stage>` that defines it."""
+    return f"{schema.__module__.rpartition('.')[2]}_schema"
+
+
+def register_configs(*schemas: type) -> None:
+    """Register with Hydra's ConfigStore what composing configs of these stage `schemas` needs,
+    and the `aevae.*` resolvers: each schema, and each stage schema it extends (a config may
+    extend another stage's: conf/anomaly.yaml extends conf/train.yaml), as `schema_name`; the
+    data, trainer and logger groups' `<group>/<group>_schema`; and for a schema with a `net` node,
+    `net/<name>_schema` of every net (a model kind's schema is found by Hydra when a config
+    selects it: hydra_plugins/aevae_models). Every entry point calls it with its stage's schema
+    (`aevae.stages.schema`)."""
     register_resolvers()
     store = ConfigStore.instance()
-    named = stages or tuple(STAGE_SCHEMAS)
-    always = [stage for stage, schema in STAGE_SCHEMAS.items() if schema not in CLASSIFIER_SCHEMAS]
-    for stage in dict.fromkeys([*always, *named]):
-        store.store(name=f"{stage}_schema", node=stage_schema(stage))
-    for group, schema in GROUP_SCHEMAS.items():
-        store.store(group=group, name=f"{group}_schema", node=schema)
-    nodes = {field.name for stage in named for field in fields(stage_schema(stage))}
+    for schema in schemas:
+        for stage_schema in [base for base in schema.__mro__ if is_dataclass(base)]:
+            store.store(name=schema_name(stage_schema), node=stage_schema)
+    for group, group_schema in GROUP_SCHEMAS.items():
+        store.store(group=group, name=f"{group}_schema", node=group_schema)
+    nodes = {field.name for schema in schemas for field in fields(schema)}
     for group in [group for group in OPTION_SCHEMAS if group in nodes]:
-        for name, schema in OPTION_SCHEMAS[group]().items():
-            store.store(group=group, name=f"{name}_schema", node=schema)
+        for name, option_schema in OPTION_SCHEMAS[group]().items():
+            store.store(group=group, name=f"{name}_schema", node=option_schema)
 
 
 def _reject_unknown_keys(node: Any, path: str) -> None:
@@ -141,8 +103,12 @@ def _reject_unknown_keys(node: Any, path: str) -> None:
 
 
 def validate(cfg: Any) -> Any:
-    """Build the config's dataclasses, which check every value; returns them. Raises ConfigError
-    (one line, naming the key) before any data is loaded or any work starts."""
+    """Build the config's dataclasses, which check every value; returns them, the typed config
+    that a stage runs on (a typed config, such as one a stage made for another, is checked again
+    into a copy). Raises ConfigError (one line, naming the key) before any data is loaded or any
+    work starts."""
+    if is_dataclass(cfg):
+        cfg = OmegaConf.structured(cfg)
     _reject_unknown_keys(cfg, "")
     try:
         return OmegaConf.to_object(cfg)
@@ -154,35 +120,21 @@ def validate(cfg: Any) -> Any:
 
 
 __all__ = [
-    "CLASSIFIER_SCHEMAS",
     "GROUP_SCHEMAS",
     "OPTION_SCHEMAS",
-    "STAGE_SCHEMAS",
-    "AnomalyConfig",
-    "AnomalyProtocol",
-    "ClassifierStageConfig",
+    "Binarization",
     "CodeKind",
-    "CompareConfig",
-    "ConfigureConfig",
     "DataConfig",
     "Dataset",
-    "DisentangleConfig",
-    "EvaluateConfig",
+    "LikelihoodConfig",
+    "LogRegConfig",
     "LoggerConfig",
-    "MetricsFile",
-    "PrepareConfig",
-    "ProbeConfig",
-    "ReferenceConfig",
-    "ReferenceReportConfig",
-    "ReferenceTask",
-    "ReportConfig",
+    "Progress",
     "ResizeFilter",
-    "ScoreConfig",
-    "SemiSupervisedConfig",
-    "TrainConfig",
     "TrainerConfig",
-    "check_budget",
+    "Tracker",
+    "check_classes",
     "register_configs",
-    "stage_schema",
+    "schema_name",
     "validate",
 ]

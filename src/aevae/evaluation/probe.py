@@ -1,8 +1,9 @@
 """Semi-supervised probe: how well do frozen latent codes classify with few labels?
 
 For each label budget (n labelled training images per class, or every training label) and each
-seed, one class-balanced labelled subset of the training split is drawn and shared by every
-feature type, so the comparison between features is paired. A multinomial logistic regression on
+seed, the caller draws one class-balanced labelled subset of the training split
+(`aevae.data.subsets`), shared by every feature type, so the comparison between features is
+paired. A multinomial logistic regression on
 standardized features is fitted on the subset and scored on the whole test split.
 
 Features: a trained model's `embed` (the posterior mean for a VAE), and the baselines raw pixels
@@ -17,7 +18,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from aevae.data.subsets import Budget, labelled_subset
 from aevae.errors import ConfigError
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.pca import fit_pca
@@ -32,18 +32,18 @@ FeaturePair = tuple[np.ndarray, np.ndarray]  # (train features, test features)
 METRIC_NAME = re.compile(r"^probe/(?P<feature>[^/]+)/(?P<budget>[^/]+)/acc_(?P<stat>mean|std)$")
 
 
-# --- label budgets and labelled subsets ---------------------------------------------------------
-def label_budgets(labels_per_class: Sequence[int], all_labels: bool) -> list[Budget]:
+# --- label budgets ---------------------------------------------------------------------------
+def label_budgets(labels_per_class: Sequence[int], all_labels: bool) -> list[int | None]:
     """The budgets in increasing order, `None` (every label) last."""
     return [*sorted(labels_per_class), *([None] if all_labels else [])]
 
 
-def budget_name(budget: Budget) -> str:
+def budget_name(budget: int | None) -> str:
     """`n10` for 10 labels per class, `all` for every label."""
     return ALL_LABELS if budget is None else f"n{budget}"
 
 
-def check_budgets(train_labels: np.ndarray, budgets: Sequence[Budget]) -> None:
+def check_budgets(train_labels: np.ndarray, budgets: Sequence[int | None]) -> None:
     """Reject a budget larger than the smallest class of the training split."""
     classes, counts = np.unique(train_labels, return_counts=True)
     smallest = int(counts.argmin())
@@ -121,33 +121,30 @@ def probe_runs(
     features: Mapping[str, FeaturePair],
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    budgets: Sequence[Budget],
-    seeds: Sequence[int],
+    subsets: Mapping[tuple[int | None, int], np.ndarray],
     make_classifier: Callable[[], "Pipeline"],
 ) -> list[dict[str, Any]]:
-    """Test accuracy of one fit of `make_classifier()` per feature x budget x seed, on subsets
-    shared by all features.
+    """Test accuracy of one fit of `make_classifier()` per feature and labelled subset, each
+    subset ((budget, seed) -> indices into the training rows) shared by all features.
 
-    The `all` budget does not depend on the seed and is fitted once. BLAS runs single-threaded:
-    these fits are small, and threaded BLAS made them an order of magnitude slower.
+    BLAS runs single-threaded: these fits are small, and threaded BLAS made them an order of
+    magnitude slower.
     """
     n_classes = len(np.unique(train_labels))
     runs = []
     with threadpool_limits(limits=1, user_api="blas"):
-        for budget in budgets:
-            for seed in seeds if budget is not None else seeds[:1]:
-                subset = labelled_subset(train_labels, budget, seed)
-                for feature, (train_x, test_x) in features.items():
-                    classifier = make_classifier().fit(train_x[subset], train_labels[subset])
-                    runs.append(
-                        {
-                            "feature": feature,
-                            "budget": budget_name(budget),
-                            "labels_per_class": len(subset) / n_classes,
-                            "seed": seed,
-                            "accuracy": float(classifier.score(test_x, test_labels)),
-                        }
-                    )
+        for (budget, seed), subset in subsets.items():
+            for feature, (train_x, test_x) in features.items():
+                classifier = make_classifier().fit(train_x[subset], train_labels[subset])
+                runs.append(
+                    {
+                        "feature": feature,
+                        "budget": budget_name(budget),
+                        "labels_per_class": len(subset) / n_classes,
+                        "seed": seed,
+                        "accuracy": float(classifier.score(test_x, test_labels)),
+                    }
+                )
     return runs
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aevae.errors import ConfigError
-from aevae.models.base import AEConfig, BaseAutoencoder, Capability
+from aevae.models.base import AEConfig, BaseAutoencoder, Capability, checked
+from aevae.nets import NETS, NetConfig
 from aevae.run.checkpoints import read_checkpoint
 
 KINDS: dict[str, type[BaseAutoencoder]] = {}  # the kinds found so far, by name (a test may add its own)
@@ -48,9 +49,12 @@ def model_class(name: str) -> type[BaseAutoencoder]:
     return KINDS[name]
 
 
-def build_model(model_cfg: Mapping[str, Any], net_cfg: Mapping[str, Any], image_shape: Sequence[int]) -> BaseAutoencoder:
-    """A fresh model of the kind named by `model_cfg["name"]`."""
-    return model_class(model_cfg["name"])(model=dict(model_cfg), net=dict(net_cfg), image_shape=list(image_shape))
+def build_model(model_cfg: AEConfig | Mapping[str, Any], net_cfg: NetConfig | Mapping[str, Any], image_shape: Sequence[int]) -> BaseAutoencoder:
+    """A fresh model of the kind `model_cfg` names, from the typed configs (plain values, such as
+    a checkpoint's hyper-parameters, are first checked into the kind's and the net's schemas)."""
+    kind = model_class(model_cfg["name"] if isinstance(model_cfg, Mapping) else model_cfg.name)
+    net_schema = NETS[net_cfg["name"] if isinstance(net_cfg, Mapping) else net_cfg.name]
+    return kind(checked(kind.config_class, model_cfg), checked(net_schema, net_cfg), image_shape)
 
 
 def load_model(checkpoint: str | Path, map_location: Any = "cpu") -> BaseAutoencoder:

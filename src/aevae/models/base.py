@@ -1,26 +1,25 @@
 """The LightningModule base shared by all autoencoders: the common API and the training loop."""
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import lightning as L
 import torch
-from omegaconf import MISSING
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import MISSING, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from aevae.errors import TrainingError, require
+from aevae.errors import ConfigError, TrainingError, require
+from aevae.io import plain
 from aevae.models.losses import Corruption, Likelihood, build_likelihood, corrupt, resolve_likelihood
-from aevae.nets import build_nets
+from aevae.models.schedules import LRSchedule
+from aevae.nets import NetConfig
 
-
-class LRSchedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"  # per epoch, from lr down to 0 at the end of trainer.max_epochs
-    iwae = "iwae"  # Burda et al. (2015): lr * 10^(-i/7) for 3^i epochs, i = 0, 1, 2, ...
+Config = TypeVar("Config")
 
 
 class Capability(StrEnum):
@@ -31,15 +30,6 @@ class Capability(StrEnum):
     classify = "classify"  # `classify(x)`: class probabilities q(y|x)
     likelihood = "likelihood"  # `log_likelihood_bounds(x, k)`: the ELBO and the IS bound on log p(x)
     posterior = "posterior"  # `encode(x)`: the mean and log-variance of a diagonal-gaussian q(z|x)
-
-
-def lr_factor(schedule: LRSchedule, max_epochs: int) -> Callable[[int], float]:
-    """The learning rate's multiplier as a function of the epoch."""
-    if schedule == LRSchedule.cosine:
-        return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / max_epochs))
-    if schedule == LRSchedule.iwae:  # stage i spans epochs [(3^i - 1) / 2, (3^(i+1) - 1) / 2)
-        return lambda epoch: 10 ** (-math.floor(math.log(2 * epoch + 1, 3) + 1e-9) / 7)
-    return lambda epoch: 1.0
 
 
 @dataclass
@@ -54,9 +44,9 @@ class AEConfig:
     corruption: Corruption = MISSING  # input corruption of a denoising model
     corruption_level: float = MISSING  # noise std (gaussian) or drop probability (mask)
     lr: float = MISSING
-    lr_schedule: LRSchedule = MISSING
-    adam_eps: float = MISSING
-    weight_decay: float = MISSING
+    lr_schedule: LRSchedule = MISSING  # a function of `aevae.models.schedules`, which `scheduler` runs
+    optimizer: Any = MISSING  # a `_partial_` Hydra node (`_target_`: the class) at `lr`; given the model's parameters
+    scheduler: Any = MISSING  # a `_partial_` Hydra node of the learning-rate scheduler; given the optimizer and max_epochs, stepped per epoch
 
     def __post_init__(self) -> None:
         require(self.latent_dim > 0, "model.latent_dim", f"must be > 0, got {self.latent_dim}")
@@ -65,8 +55,30 @@ class AEConfig:
         if self.corruption == Corruption.mask:
             require(self.corruption_level < 1, "model.corruption_level", "a drop probability must be < 1")
         require(self.lr > 0, "model.lr", f"must be > 0, got {self.lr}")
-        require(self.adam_eps > 0, "model.adam_eps", f"must be > 0, got {self.adam_eps}")
-        require(self.weight_decay >= 0, "model.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.optimizer.get("lr") == self.lr, "model.optimizer.lr", f"the optimizer takes model.lr ({self.lr}); set that instead")
+
+    def check_optimization(self, max_epochs: int) -> None:
+        """Build the optimizer (of a stand-in parameter) and its scheduler over `max_epochs` once,
+        so that a bad target or argument fails in one line before any work (the training config
+        calls it, once the trainer's settings are checked)."""
+        optimizer = built("model.optimizer", lambda: instantiate(self.optimizer)([torch.zeros(1, requires_grad=True)]))
+        built("model.scheduler", lambda: instantiate(self.scheduler)(optimizer, max_epochs=max_epochs))
+
+
+def built(key: str, build: Callable[[], Any]) -> Any:
+    """What `build` returns; ConfigError naming config `key` when it cannot build it."""
+    try:
+        return build()
+    except (InstantiationException, TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {str(exc).splitlines()[0]}") from exc
+
+
+def checked(schema: type[Config], values: Config | Mapping[str, Any]) -> Config:
+    """`values` as a `schema` object: as is when it is one, else plain values (a checkpoint's
+    hyper-parameters) merged into the schema and checked."""
+    if isinstance(values, schema):
+        return values
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
 
 
 class BaseAutoencoder(L.LightningModule):
@@ -81,15 +93,16 @@ class BaseAutoencoder(L.LightningModule):
     terms: ClassVar[tuple[str, ...]] = ("loss", "recon", "mse")
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
-    def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Sequence[int]) -> None:
+    def __init__(self, model: AEConfig, net: NetConfig, image_shape: Sequence[int]) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
-        self.cfg = self.config_class(**model)  # checks the values
         self.image_shape = tuple(image_shape)
-        self.cfg.likelihood = resolve_likelihood(self.cfg.likelihood, self.image_shape)
+        self.cfg = replace(model, likelihood=resolve_likelihood(model.likelihood, self.image_shape))
+        # the checkpoint's record (the stage logs the flattened config once)
+        self.save_hyperparameters({"model": plain(self.cfg), "net": plain(net), "image_shape": list(self.image_shape)}, logger=False)
         self.likelihood = build_likelihood(self.cfg.likelihood, self.image_shape, self.cfg.gaussian_std)
         decoder_shape = (self.likelihood.params * self.image_shape[0], *self.image_shape[1:])
-        self.encoder, self.decoder = build_nets(net, self.image_shape, self.encoder_out_features, self.code_features, decoder_shape)
+        self.encoder = net.encoder(self.image_shape, self.encoder_out_features)
+        self.decoder = net.decoder(decoder_shape, self.code_features)
         self.val_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
         self.test_means = nn.ModuleDict({term: MeanMetric() for term in self.terms})
 
@@ -202,11 +215,9 @@ class BaseAutoencoder(L.LightningModule):
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._update_means(self.test_means, "test", batch[0])
 
-    def optimizer(self) -> torch.optim.Optimizer:
-        """Adam with the configured learning rate, eps and weight decay."""
-        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
-
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer()
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(LRSchedule(self.cfg.lr_schedule), self.trainer.max_epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        """The config's optimizer over the parameters, and its scheduler over the trainer's
+        max_epochs, stepped once per epoch."""
+        optimizer = instantiate(self.cfg.optimizer)(self.parameters())
+        scheduler = instantiate(self.cfg.scheduler)(optimizer, max_epochs=self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

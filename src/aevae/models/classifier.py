@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from aevae.errors import require
+from aevae.io import plain
+from aevae.models.base import checked
 from aevae.nets.base import check_sizes
 from aevae.nets.mlp import mlp
 
@@ -36,10 +38,11 @@ class DigitClassifier(L.LightningModule):
     """An MLP on pixels; `forward` gives the features of its last hidden layer (what torchmetrics'
     Fréchet distance calls), `predict` the class."""
 
-    def __init__(self, classifier: dict[str, Any], image_shape: Sequence[int], n_classes: int = N_CLASSES) -> None:
+    def __init__(self, classifier: ClassifierConfig, image_shape: Sequence[int], n_classes: int = N_CLASSES) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the stage logs the flattened config once
-        self.cfg = ClassifierConfig(**classifier)
+        # the checkpoint's record (the stage logs the flattened config once)
+        self.save_hyperparameters({"classifier": plain(classifier), "image_shape": list(image_shape), "n_classes": n_classes}, logger=False)
+        self.cfg = classifier
         self.n_classes = n_classes
         self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *self.cfg.hidden_dims], "relu"), nn.ReLU())
         self.head = nn.Linear(self.cfg.hidden_dims[-1], n_classes)
@@ -77,6 +80,7 @@ class DigitClassifier(L.LightningModule):
 def load_classifier(checkpoint: str | Path, map_location: Any = "cpu") -> DigitClassifier:
     """A trained classifier from its Lightning checkpoint (weights_only), in eval mode."""
     state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    model = DigitClassifier(**state["hyper_parameters"])
+    hparams = state["hyper_parameters"]
+    model = DigitClassifier(checked(ClassifierConfig, hparams["classifier"]), hparams["image_shape"], hparams["n_classes"])
     model.load_state_dict(state["state_dict"])
     return model.to(map_location).eval()

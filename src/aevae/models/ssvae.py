@@ -17,7 +17,8 @@ from aevae.errors import TrainingError, require
 from aevae.models.base import AEConfig, BaseAutoencoder, Capability
 from aevae.models.classifier import N_CLASSES
 from aevae.models.losses import corrupt, gaussian_kl, squared_error
-from aevae.nets import NETS
+from aevae.nets import NetConfig
+from aevae.nets.mlp import MLPConfig
 
 
 @dataclass
@@ -74,14 +75,13 @@ class SemiSupervisedVAE(BaseAutoencoder):
     terms = ("loss", "recon", "kl", "elbo", "mse")
     capabilities = frozenset(Capability)
 
-    def __init__(self, model: dict[str, Any], net: dict[str, Any], image_shape: Any) -> None:
-        require(net["name"] == "mlp", "net", f"ssvae is built on MLP nets (net=mlp), got {net['name']!r}")
+    def __init__(self, model: SSVAEConfig, net: NetConfig, image_shape: Any) -> None:
+        require(isinstance(net, MLPConfig), "net", f"ssvae is built on MLP nets (net=mlp), got {net.name!r}")
         super().__init__(model, net, image_shape)
-        family = NETS[net["name"]]
-        self.classifier = family.encoder(self.image_shape, N_CLASSES, **{key: value for key, value in net.items() if key != "name"})
+        self.classifier = net.encoder(self.image_shape, N_CLASSES)
         # The encoder MLP's first layer sees [x, onehot(y)]: its x part runs once per image and
         # its y part is a per-class bias, so summing over the classes repeats only the layers above.
-        self.label_bias = nn.Embedding(N_CLASSES, net["hidden_dims"][0])
+        self.label_bias = nn.Embedding(N_CLASSES, net.hidden_dims[0])
         self.accuracy = nn.ModuleDict({stage: MulticlassAccuracy(N_CLASSES, average="micro") for stage in ("val", "test")})
 
     @property

@@ -4,15 +4,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omegaconf import MISSING
+from torch import nn
 
 from aevae.errors import ConfigError
 
 
 @dataclass
 class NetConfig:
-    """A network family: `name` picks the encoder/decoder pair in `aevae.nets.NETS`."""
+    """A network family: `name` picks its config in `aevae.nets.NETS`, which builds its encoder
+    and decoder, sized by the rest of the config."""
 
     name: str = MISSING
+
+    def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
+        """The encoder of images `image_shape` (C, H, W) or vectors (D,) to `out_features` numbers."""
+        raise NotImplementedError
+
+    def decoder(self, image_shape: Sequence[int], latent_dim: int) -> nn.Module:
+        """The decoder of `latent_dim` codes to outputs of `image_shape` (the likelihood's
+        parameters per pixel)."""
+        raise NotImplementedError
 
 
 def check_sizes(key: str, sizes: Sequence[int]) -> None:

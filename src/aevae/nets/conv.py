@@ -23,6 +23,12 @@ class ConvConfig(NetConfig):
     def __post_init__(self) -> None:
         check_sizes("net.channels", [*self.channels, self.hidden_dim])
 
+    def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
+        return ConvEncoder(image_shape, out_features, self.channels, self.hidden_dim)
+
+    def decoder(self, image_shape: Sequence[int], latent_dim: int) -> nn.Module:
+        return ConvDecoder(image_shape, latent_dim, self.channels, self.hidden_dim)
+
 
 def side_ladder(image_shape: Sequence[int], n_layers: int) -> list[tuple[int, int]]:
     """The (height, width) after 0, 1, ..., `n_layers` stride-2 layers; ConfigError for vectors or

@@ -28,6 +28,12 @@ class MLPConfig(NetConfig):
     def __post_init__(self) -> None:
         check_sizes("net.hidden_dims", self.hidden_dims)
 
+    def encoder(self, image_shape: Sequence[int], out_features: int) -> nn.Module:
+        return MLPEncoder(image_shape, out_features, self.hidden_dims, self.activation)
+
+    def decoder(self, image_shape: Sequence[int], latent_dim: int) -> nn.Module:
+        return MLPDecoder(image_shape, latent_dim, self.hidden_dims, self.activation)
+
 
 def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     """Linear layers of the given widths with `activation` between them (none after the last)."""

@@ -5,11 +5,11 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from omegaconf import OmegaConf
 
 from aevae.run.checkpoints import readable, set_aside
 from aevae.run.code_deps import source_md5
@@ -28,14 +28,14 @@ class Resumable(NamedTuple):
     history: list[dict[str, float]] = []  # the epochs the checkpoint has done, as logged
 
 
-def fingerprint(cfg: Any) -> dict[str, Any]:
+def fingerprint(params: Mapping[str, Any]) -> dict[str, Any]:
     """What a checkpoint must share with the current run to be resumed or trusted: data (and the
-    prepared file's content), model, net, seed and the code. Trainer settings such as max_epochs
-    may change."""
-    prepared = cfg.data.prepared
+    prepared file's content), model, net, seed and the code, from the run's config as plain
+    values (`params`). Trainer settings such as max_epochs may change."""
+    prepared = params["data"]["prepared"]
     return {
         "code_md5": source_md5(),
-        "config": OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["data", "model", "net", "seed"]), resolve=True),
+        "config": {key: params[key] for key in ("data", "model", "net", "seed")},
         "prepared_md5": hashlib.md5(Path(prepared).read_bytes()).hexdigest() if prepared else None,
     }
 

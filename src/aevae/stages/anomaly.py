@@ -9,17 +9,20 @@ import io
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import MISSING
 from torch import Tensor
 
-from aevae.config import TrainConfig, validate
+from aevae.config import LikelihoodConfig, check_classes, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
+from aevae.errors import ConfigError, require
 from aevae.evaluation.anomaly import Case, class_means, defect_cases, detection_metrics, pca_scores, protocol_cases, roc_points, standardized_sum
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.detectors import feature_scores
@@ -27,12 +30,12 @@ from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.io import save_tensors, write_atomic, write_json
-from aevae.errors import ConfigError
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.run.progress import announce
 from aevae.stages import train
 from aevae.stages.common import config_part, log_summary, open_stage_run, print_summary
 from aevae.stages.data_facts import class_names, has_labels, skipped
+from aevae.stages.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +44,64 @@ RocRow = tuple[str, str, float, float]  # a row of roc.csv
 Detectors = Mapping[str, Any]  # name -> a callable that builds an unfitted detector
 
 
-def class_config(cfg: DictConfig, case: Case) -> DictConfig:
-    """The training config (a `TrainConfig`) of the model for `case`: its training and
-    validation images are the case's normal labels only, its outputs go to `<train_dir>/<case>`,
-    its run is `anomaly/<model>/<case>`."""
-    class_cfg = config_part(cfg, TrainConfig)
-    class_cfg.data.train_classes = list(case.normal)
-    class_cfg.output_dir = str(Path(cfg.train_dir) / case.name)
-    class_cfg.logger.run_name = f"{cfg.stage}/{cfg.model.label}/{case.name}"
-    return class_cfg
+class AnomalyProtocol(StrEnum):  # the cases of each: aevae.evaluation.anomaly.PROTOCOLS
+    one_class = "one_class"  # each class of normal_classes in turn is normal, the others anomalies
+    one_anomalous = "one_anomalous"  # each class of normal_classes in turn is the anomaly, the others normal
+
+
+@dataclass
+class DetectorFeatures:  # which detectors (names of `detectors`) run on which features
+    pixels: list[str] = MISSING  # the flattened images
+    pca: list[str] = MISSING  # the projections on the PCA baseline's components
+    latent: list[str] = MISSING  # the model's codes (`embed`: a VAE's posterior mean)
+    residual: list[str] = MISSING  # the image minus the model's mean reconstruction
+
+
+@dataclass
+class AnomalyConfig(TrainConfig):
+    cases: AnomalyProtocol = MISSING  # the protocol (params.yaml: anomaly.protocol)
+    normal_classes: Optional[list[int]] = MISSING  # one model per class (the normal class, or the anomalous one: see protocol); null: every class of the data
+    detectors: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a detector with fit / score_samples
+    features: DetectorFeatures = MISSING
+    complexity: dict[str, Any] = MISSING  # name -> a Hydra `_target_` node of a function: images (N, C, H, W) -> their complexity (N,)
+    ensemble: list[str] = MISSING  # the model's methods summed (each standardised on normal validation images): score, iwae, latent_<detector>, residual_<detector>, error_per_<complexity>; []: none
+    likelihood: LikelihoodConfig = MISSING  # samples > 0: also score a VAE by its IS estimate of -log p(x)
+    pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the model's latent size
+    roc_points: int = MISSING  # at most this many points per ROC curve in roc.csv
+    train_dir: str = MISSING  # the model of class c trains in <train_dir>/class_<c>
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.normal_classes is not None:
+            check_classes("normal_classes", self.normal_classes)
+        require(self.data.train_classes is None, "data.train_classes", "set per normal class by the anomaly stage; leave it null")
+        require(self.roc_points >= 2, "roc_points", f"must be >= 2, got {self.roc_points}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
+        for name, node in self.detectors.items():
+            require(isinstance(node, dict) and "_target_" in node, f"detectors.{name}", "give a `_target_` (a detector class with fit / score_samples) and its arguments")
+        for features in ("pixels", "pca", "latent", "residual"):
+            for name in getattr(self.features, features):
+                require(name in self.detectors, f"features.{features}", f"{name} is not a key of detectors ({', '.join(self.detectors)})")
+        for name, node in self.complexity.items():
+            require(isinstance(node, dict) and "_target_" in node, f"complexity.{name}", "give a `_target_` (a function of images (N, C, H, W) -> (N,)) and its arguments")
+        methods = ["score", "iwae", *(f"latent_{name}" for name in self.features.latent), *(f"residual_{name}" for name in self.features.residual)]
+        methods += [f"error_per_{name}" for name in self.complexity]
+        for part in self.ensemble:
+            require(part in methods, "ensemble", f"{part} is not one of the model's methods ({', '.join(methods)})")
+        require("iwae" not in self.ensemble or self.likelihood.samples > 0, "ensemble", "iwae needs likelihood.samples > 0")
+
+
+def class_config(cfg: AnomalyConfig, case: Case) -> TrainConfig:
+    """The training config of the model for `case`: its training and validation images are the
+    case's normal labels only, its outputs go to `<train_dir>/<case>`, its run is
+    `anomaly/<model>/<case>`."""
+    return config_part(
+        cfg,
+        TrainConfig,
+        data=replace(cfg.data, train_classes=list(case.normal)),
+        output_dir=str(Path(cfg.train_dir) / case.name),
+        logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.model.label}/{case.name}"),
+    )
 
 
 def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[str, np.ndarray]:
@@ -60,7 +112,7 @@ def model_features(model: BaseAutoencoder, images: Tensor, batch: int) -> dict[s
     return {"latent": codes.double().cpu().numpy(), "residual": residual.double().cpu().numpy()}
 
 
-def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of `images` by the model (higher = more anomalous), float64:
     `<model>`, its own `score_anomaly` (reconstruction error; a VAE's -ELBO); `<model>_iwae`,
     for a model with a likelihood (`Capability.likelihood`) and `likelihood.samples > 0`, its
@@ -76,7 +128,7 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
         scores[f"{label}_iwae"] = -bounds["log_px"].double().cpu()
     normal, scored = model_features(model, normal_train, batch), model_features(model, images, batch)
     for features in ("latent", "residual"):
-        found = feature_scores(detectors, cfg.features[features], features, normal[features], scored[features])
+        found = feature_scores(detectors, getattr(cfg.features, features), features, normal[features], scored[features])
         scores |= {f"{label}_{name}": torch.from_numpy(values) for name, values in found.items()}
     if images.dim() == 4:  # vectors have no neighbouring pixels: data_facts.SKIP_VECTORS["complexity"]
         error = torch.from_numpy((scored["residual"] ** 2).sum(1))
@@ -85,7 +137,7 @@ def model_scores(model: BaseAutoencoder, images: Tensor, normal_train: Tensor, c
     return scores
 
 
-def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int, cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """The classical detectors' scores of `test_images`, fitted on `normal_train`:
     `pca<k>`, the reconstruction error of a k-component PCA; `pixels_<detector>` and
     `pca<k>_<detector>`, each detector of `features.pixels` and `features.pca` on the pixels
@@ -99,7 +151,7 @@ def baseline_scores(normal_train: Tensor, test_images: Tensor, n_components: int
     return {method: torch.as_tensor(values) for method, values in scores.items()}
 
 
-def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: Any, detectors: Detectors) -> dict[str, Tensor]:
+def case_scores(model: BaseAutoencoder, case: Case, data: Mapping[str, tuple[Tensor, Tensor]], cfg: AnomalyConfig, detectors: Detectors) -> dict[str, Tensor]:
     """Every method's scores of all test images for `case`: the model's (and, when `ensemble`
     names methods, `<model>_ensemble`: the sum of those the data allow, each standardised on the
     case's normal validation images), then the baselines'."""
@@ -141,7 +193,7 @@ def roc_csv(rows: list[RocRow]) -> str:
     return buffer.getvalue()
 
 
-def data_cases(cfg: Any, splits: Any, classes: list[int]) -> list[Case]:
+def data_cases(cfg: AnomalyConfig, splits: Any, classes: list[int]) -> list[Case]:
     """The cases the data call for: the anomaly layout's (`defects`, whatever `cases` says: its
     training images are all `good`), else those of the protocol `cfg.cases` over the test labels."""
     if splits.normal_label is not None:
@@ -153,7 +205,7 @@ def data_cases(cfg: Any, splits: Any, classes: list[int]) -> list[Case]:
     return protocol_cases(cfg.cases, classes, cfg.normal_classes)
 
 
-def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
+def run(cfg: AnomalyConfig, parent: str | None = None) -> dict[str, float]:
     """For each case of the protocol `cfg.cases` (one per class of `cfg.normal_classes`): train the
     configured model on the case's normal images (one MLflow run each, nested under this
     stage's run, itself under `parent` if given), score the test images by every method and
@@ -162,7 +214,7 @@ def run(cfg: DictConfig, parent: str | None = None) -> dict[str, float]:
     and the share that did) and `roc.csv` under `cfg.output_dir`, and logs them; beside the
     case models, `<train_dir>/scores.pt` holds every test image's score per method and case
     (`<method>/<case>`) and the test `labels`. Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     detectors = {name: instantiate(node, _partial_=True) for name, node in cfg.detectors.items()}
     splits = load_or_prepare(cfg.data)
     output_dir = Path(cfg.output_dir)

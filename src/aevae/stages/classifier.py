@@ -4,20 +4,21 @@ how far its judgement can be trusted. Data without labels get none: the stage sa
 and writes empty outputs, and the evaluate stage measures no classifier-based metric."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
+from omegaconf import MISSING
 
-from aevae.records import tracking
-from aevae.run.callbacks import RelocatableCheckpoint
-from aevae.config import validate
+from aevae.config import DataConfig, LoggerConfig, TrainerConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.run.devices import check_accelerator
 from aevae.io import write_json
+from aevae.models.classifier import ClassifierConfig, DigitClassifier
+from aevae.records import tracking
 from aevae.records.mlflow_model import log_trained_model
-from aevae.models.classifier import DigitClassifier
-from aevae.stages.common import open_stage_run, params_of, print_summary, run_name
+from aevae.run.callbacks import RelocatableCheckpoint
+from aevae.run.devices import check_accelerator
+from aevae.stages.common import open_stage_run, print_summary, run_name
 from aevae.stages.data_facts import n_classes, skipped
 from aevae.stages.train import build_trainer
 
@@ -26,11 +27,22 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "best"  # <output_dir>/checkpoints/best.ckpt: the epoch of the best validation accuracy
 
 
-def run(cfg: Any) -> dict[str, float]:
+@dataclass
+class ClassifierStageConfig:
+    data: DataConfig = MISSING
+    classifier: ClassifierConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING
+
+
+def run(cfg: ClassifierStageConfig) -> dict[str, float]:
     """Train the classifier of `cfg`; write `checkpoints/best.ckpt` and `metrics.json`
     (`classifier/val/accuracy`, `classifier/test/accuracy`) under `cfg.output_dir`; on data
     without labels, an empty `checkpoints/` and `{}`."""
-    validate(cfg)
+    cfg = validate(cfg)
     check_accelerator(cfg.trainer.accelerator)
     output_dir = Path(cfg.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -41,7 +53,7 @@ def run(cfg: Any) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {})
         return {}
     datamodule = InMemoryDataModule(splits, cfg.data, seed=cfg.seed)
-    model = DigitClassifier(params_of(cfg.classifier), list(splits.image_shape), n_classes(splits))
+    model = DigitClassifier(cfg.classifier, list(splits.image_shape), n_classes(splits))
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name) as mlflow_run:
         checkpoint = RelocatableCheckpoint(dirpath=output_dir / "checkpoints", filename=CHECKPOINT, monitor="val/accuracy", mode="max")
         trainer = build_trainer(cfg.trainer, output_dir, tracking.attach_lightning_logger(mlflow_run), [checkpoint], run_name(cfg.logger, cfg.stage))

@@ -7,10 +7,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
-
+from aevae.io import plain
 from aevae.records import tracking
 from aevae.run.ranks import is_rank_zero
 from aevae.workspace import project_root
@@ -18,20 +17,13 @@ from aevae.workspace import project_root
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = 6  # metrics printed in a stage's closing summary
+Config = TypeVar("Config")
 
 
-def config_part(cfg: Any, schema: type) -> DictConfig:
-    """The fields of dataclass `schema` in `cfg`, as a typed, resolved config of their own (the
-    training config of a stage that trains, such as one anomaly class or one reference seed)."""
-    part = OmegaConf.masked_copy(cfg, [field.name for field in fields(schema)])
-    typed = OmegaConf.merge(OmegaConf.structured(schema), part)
-    OmegaConf.resolve(typed)
-    return typed
-
-
-def params_of(cfg: Any) -> dict[str, Any]:
-    """The resolved config as plain values (enums as their names), for MLflow params and YAML."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+def config_part(cfg: Any, schema: type[Config], **changes: Any) -> Config:
+    """The fields of dataclass `schema` in typed config `cfg`, with `changes`, as a `schema` of
+    their own (the training config of one anomaly class or one reference seed)."""
+    return schema(**{field.name: getattr(cfg, field.name) for field in fields(schema)} | changes)
 
 
 def run_group(logger_cfg: Any) -> str | None:
@@ -73,7 +65,7 @@ def open_stage_run(
         cfg.logger,
         name=run_name(cfg.logger, stage, label),
         root=project_root(),
-        params=params if params is not None else params_of(cfg),
+        params=params if params is not None else plain(cfg),
         tags=tags,
         group=None if parent else run_group(cfg.logger),
         parent=parent,

@@ -7,19 +7,50 @@ DataFrame, pure), `sort_runs` (pure), `plots.plot_metric` (DataFrame -> figure);
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
+from omegaconf import MISSING
 
-from aevae.records import tracking
-from aevae.config import validate
-from aevae.errors import ConfigError, TrackingError
+from aevae.config import LoggerConfig, Tracker, validate
+from aevae.errors import ConfigError, TrackingError, require
 from aevae.io import write_atomic
+from aevae.records import tracking
 from aevae.reporting.plots import plot_metric, save_png
 from aevae.workspace import project_root
 
 RUN_COLUMNS = ["run_name", "run_id"]
 PAGE_SIZE = 1000
+
+
+@dataclass
+class ComparePlotConfig:
+    x: str = MISSING  # a param on the x axis (a swept key, e.g. model.latent_dim)
+    y: str = MISSING  # a metric on the y axis
+    line: str = MISSING  # a param: one line per value (e.g. model.name)
+
+
+@dataclass
+class CompareConfig:
+    logger: LoggerConfig = MISSING  # the store and experiment; logger.group: only that sweep's runs
+    filter: Optional[str] = MISSING  # an MLflow search filter, e.g. "params.`model.name` = 'vae'"
+    finished_only: bool = MISSING  # leave out running, failed and killed runs
+    params: list[str] = MISSING  # table columns: flattened config keys
+    metrics: list[str] = MISSING  # table columns: metric names
+    sort_by: str = MISSING  # one of `metrics`
+    ascending: bool = MISSING
+    plot: Optional[ComparePlotConfig] = MISSING  # null: no plot
+    output_dir: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.logger.name == Tracker.mlflow, "logger.name", "compare reads runs from MLflow; use logger=mlflow")
+        require(len(self.metrics) > 0, "metrics", "name at least one metric")
+        require(self.sort_by in self.metrics, "sort_by", f"must be one of metrics ({', '.join(self.metrics)}), got {self.sort_by!r}")
+        if self.plot is not None:
+            for key, allowed in (("x", self.params), ("line", self.params), ("y", self.metrics)):
+                value = getattr(self.plot, key)
+                kind = "metrics" if key == "y" else "params"
+                require(value in allowed, f"plot.{key}", f"must be one of {kind} ({', '.join(allowed)}), got {value!r}")
 
 
 @dataclass
@@ -93,13 +124,13 @@ def runs_url(uri: str, experiment_id: str) -> str | None:
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
 
 
-def run(cfg: Any) -> Comparison:
+def run(cfg: CompareConfig) -> Comparison:
     """Read the runs that `cfg` selects from MLflow; write `runs.md`, `runs.csv` and, with a
     `plot` config, `<y>_vs_<x>.png` (`/` as `_`) under `cfg.output_dir`; print the table, the
     files and, for an HTTP store, the runs URL."""
     from mlflow.exceptions import MlflowException
 
-    validate(cfg)
+    cfg = validate(cfg)
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, project_root())
     tracking.check_reachable(uri)
     client = tracking.store_client(uri)

@@ -11,19 +11,21 @@ one line naming it, before DVC has removed any stage's outputs.
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra import compose
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import studies, study
 from aevae.run.code_deps import stage_code
 from aevae.config import register_configs, validate
-from aevae.errors import ConfigError, hydra_message
+from aevae.errors import ConfigError, hydra_message, require
 from aevae.io import write_atomic
+from aevae.stages import schema
 from aevae.workspace import best_checkpoint
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,23 @@ HEADER = "# Written by the configure stage from {params} (edit that, not this): 
 CODE_HEADER = "# The code it runs (md5); DVC re-runs the stage when one of these changes:"
 
 
+@dataclass
+class ConfigureConfig:
+    params: str = MISSING  # the study's params.yaml
+    study: str = MISSING  # default (the root study) | reference | sprites: which study's params.yaml
+    models_dir: str = MISSING  # the trained models' (or recipes' results') <name>/ folders, which later stages read
+    output_dir: str = MISSING  # the overrides files
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        valid = [studies.DEFAULT_STUDY, *studies.STUDIES]
+        require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
+
+
 def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> Any:
     """The config composed with `overrides` and validated; a failure names the params.yaml key
     that the failing override came from (`origin` maps an override's key to it)."""
+    register_configs(schema(config_name))  # the stage's schema, found by its name
     try:
         cfg = compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
@@ -141,17 +157,15 @@ def other_study_overrides(name: str, params_file: str, models_dir: str) -> dict[
     return stages
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: ConfigureConfig) -> dict[str, float]:
     """Check `cfg.params` (of study `cfg.study`); write every stage's overrides file under
     `cfg.output_dir` (removing the files of models no longer listed). Returns no metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     if cfg.study == studies.DEFAULT_STUDY:
         params = study.load(cfg.params)
-        register_configs()  # the configs of the stages that follow, which it composes
         stages = stage_overrides(params, cfg.models_dir)
         summary = f"{len(params.models)} models ({', '.join(params.models)}), "
     else:
-        register_configs()
         stages, summary = other_study_overrides(cfg.study, cfg.params, cfg.models_dir), ""
     root, output_dir = Path.cwd(), Path(cfg.output_dir)
     code = stages_code(root, stages)

@@ -6,26 +6,78 @@ published ranges."""
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
-from aevae.config import validate
+from aevae.config import DataConfig, Dataset, LoggerConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.run.devices import check_device
 from aevae.errors import DataError, require
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.disentanglement import SCORE_NAMES, dci, dimension_factors, factor_vae_score, mig
 from aevae.evaluation.latent import traverse
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior_mean_variance
-from aevae.io import write_atomic, write_csv, write_json
+from aevae.io import plain, write_atomic, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.reporting.plots import save_image_rows
 from aevae.reporting.report import markdown_table
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.run.devices import check_device
+from aevae.stages.common import open_stage_run, print_summary
+
+@dataclass
+class ScoresConfig:
+    mig_bins: int = MISSING  # equal-width bins per code dimension for the mutual information
+    dci_train_fraction: float = MISSING  # of the scored images, fit the DCI regressors; the rest test them
+    dci_estimators: int = MISSING  # boosting stages of each DCI regressor
+    factor_vae_batch: int = MISSING  # images sharing the fixed factor in one vote
+    factor_vae_train_votes: int = MISSING
+    factor_vae_eval_votes: int = MISSING
+    prune_variance: float = MISSING  # the FactorVAE score leaves out dimensions whose codes vary less
+
+    def __post_init__(self) -> None:
+        for key in ("mig_bins", "dci_estimators", "factor_vae_train_votes", "factor_vae_eval_votes"):
+            require(getattr(self, key) > 0, f"scores.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(self.factor_vae_batch >= 2, "scores.factor_vae_batch", f"must be >= 2 (a variance needs two), got {self.factor_vae_batch}")
+        require(0 < self.dci_train_fraction < 1, "scores.dci_train_fraction", f"must be in (0, 1), got {self.dci_train_fraction}")
+        require(self.prune_variance >= 0, "scores.prune_variance", f"must be >= 0, got {self.prune_variance}")
+
+
+@dataclass
+class PublishedRange:
+    metric: str = MISSING  # one of aevae.evaluation.disentanglement.SCORE_NAMES (checked by the stage)
+    low: float = MISSING
+    high: float = MISSING
+    source: str = MISSING  # paper, figure and setting
+
+
+@dataclass
+class DisentangleConfig:
+    data: DataConfig = MISSING
+    logger: LoggerConfig = MISSING
+    models: dict[str, str] = MISSING  # model name -> checkpoint
+    split: str = MISSING  # the split whose images are encoded and scored
+    scores: ScoresConfig = MISSING
+    traversal_steps: int = MISSING
+    traversal_range: float = MISSING  # offsets span +-range standard deviations of a dimension's codes
+    published: list[PublishedRange] = MISSING  # the report sets these beside ours
+    device: str = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+    report: str = MISSING  # the Markdown report
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(len(self.models) > 0, "models", "name at least one checkpoint to score")
+        require(self.data.name == Dataset.sprites, "data.name", f"the scores need known factors of variation: use sprites, got {self.data.name}")
+        require(self.split in ("train", "val", "test"), "split", f"must be train, val or test, got {self.split!r}")
+        require(self.traversal_steps >= 2, "traversal_steps", f"must be >= 2, got {self.traversal_steps}")
+        require(self.traversal_range > 0, "traversal_range", f"must be > 0, got {self.traversal_range}")
+
 
 class Column(NamedTuple):
     heading: str
@@ -239,14 +291,14 @@ def render_report(results: Mapping[str, Result], factor_names: Sequence[str], cf
     return "\n".join(lines)
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: DisentangleConfig) -> dict[str, float]:
     """Score every checkpoint of `cfg.models` on `cfg.split`. Writes `metrics.json`
     (`<name>/<score>`, `<name>/mig/<factor>`, and `<label>_beta<beta>/<score>/{mean,std}` over the
     models that differ only in their seed), `dimensions.csv` (per latent dimension: normalised
     mutual information and DCI importance of each factor) and `figures/<name>_traversals.png`
     under `cfg.output_dir`, and the report `cfg.report`. MLflow: the stage's run, with one run per
     model nested under it. Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     for published in cfg.published:
         require(published.metric in SCORE_NAMES, "published", f"unknown score {published.metric!r}; expected one of {', '.join(SCORE_NAMES)}")
     device = check_device("device", cfg.device)
@@ -263,7 +315,7 @@ def run(cfg: Any) -> dict[str, float]:
     images = InMemoryDataModule(splits, cfg.data, seed=cfg.seed).split(cfg.split)[0].to(device)
     factors = splits.factors[cfg.split].numpy()
     output_dir = Path(cfg.output_dir)
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params_of(cfg)) as stage_run:
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=plain(cfg)) as stage_run:
         results = {name: score_model(name, model, images, factors, splits.factor_names, cfg) for name, model in models.items()}
         for name, result in results.items():
             with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=name, parent=stage_run.run_id) as model_run:

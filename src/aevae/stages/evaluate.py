@@ -6,34 +6,35 @@ and IS bound, a diagonal-gaussian posterior the latent statistics, a prior the s
 classifier q(y|x) its test accuracy, class-conditional generation the share of samples seen as
 the class asked for and its figures."""
 
-import copy
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
+from omegaconf import MISSING
 from torch import Tensor
 
-from aevae.run.checkpoints import read_checkpoint, trained_data_config
-from aevae.config import validate
+from aevae.config import DataConfig, LikelihoodConfig, LoggerConfig, validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
-from aevae.run.devices import check_device
-from aevae.errors import DataError
+from aevae.errors import DataError, require
 from aevae.evaluation.batches import map_batches
 from aevae.evaluation.conditional import accuracy, per_class_accuracy, save_conditional_figures
+from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior, posterior_mean_variance
 from aevae.evaluation.likelihood import DISCRETE_8BIT, MEANING, bits_per_dim, likelihood_bounds
 from aevae.evaluation.model_figures import save_model_figures
-from aevae.evaluation.latent_stats import active_units, kl_per_dimension, posterior, posterior_mean_variance
 from aevae.evaluation.pca import fit_pca
 from aevae.evaluation.probe import resolve_pca_components
 from aevae.evaluation.reconstruction import reconstruction_metrics
 from aevae.evaluation.sample_quality import class_histogram, coverage, frechet_distance
-from aevae.io import write_csv, write_json
+from aevae.io import plain, write_csv, write_json
 from aevae.models import BaseAutoencoder, Capability, load_model
 from aevae.models.classifier import DigitClassifier, load_classifier
 from aevae.models.losses import corrupt
-from aevae.stages.common import open_stage_run, params_of, print_summary
+from aevae.run.checkpoints import read_checkpoint, trained_data_config
+from aevae.run.devices import check_device
+from aevae.stages.common import open_stage_run, print_summary
 from aevae.stages.data_card import data_card, save_sample_grid
 from aevae.stages.data_facts import is_vectors, skipped
 
@@ -45,20 +46,69 @@ DENOISING_METRICS = ("psnr", "ssim")
 DATA_SAMPLES = "figures/data_samples.png"  # the data card's sample images, under output_dir
 
 
-def data_config_for(checkpoint: str | Path, data_cfg: Any) -> Any:
+@dataclass
+class GenerationConfig:
+    classifier: Optional[str] = MISSING  # the classifier stage's checkpoint; null: no sample-quality numbers
+    samples: int = MISSING  # images drawn from each model's prior (and test images they are compared with)
+
+    def __post_init__(self) -> None:
+        require(self.samples >= 2, "generation.samples", f"must be >= 2 (a covariance needs two), got {self.samples}")
+
+
+@dataclass
+class FiguresConfig:
+    n_images: int = MISSING  # images per row of the reconstruction, denoising and sample grids
+    interpolation_pairs: int = MISSING
+    interpolation_steps: int = MISSING
+    traversal_dims: int = MISSING  # traverse this many latent dimensions at most, the most spread first
+    traversal_steps: int = MISSING
+    traversal_range: float = MISSING  # offsets span +-range test-set standard deviations of a dimension
+
+    def __post_init__(self) -> None:
+        for key in ("n_images", "interpolation_pairs", "interpolation_steps", "traversal_dims", "traversal_steps"):
+            require(getattr(self, key) > 0, f"figures.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(self.traversal_range > 0, "figures.traversal_range", f"must be > 0, got {self.traversal_range}")
+
+
+@dataclass
+class EvaluateConfig:
+    data: DataConfig = MISSING
+    logger: LoggerConfig = MISSING
+    models: dict[str, str] = MISSING  # model name -> checkpoint
+    likelihood: LikelihoodConfig = MISSING
+    figures: FiguresConfig = MISSING
+    corruptions: dict[str, float] = MISSING  # denoising test sets: corruption kind -> level
+    generation: GenerationConfig = MISSING
+    pca_components: Optional[int] = MISSING  # the PCA baseline's size; null: the models' latent size
+    device: str = MISSING  # torch device of the evaluation
+    seed: int = MISSING
+    output_dir: str = MISSING
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        from aevae.models.losses import Corruption  # the models' package: loaded by the evaluate stage anyway
+
+        require(len(self.models) > 0, "models", "name at least one checkpoint to evaluate")
+        kinds = [kind.value for kind in Corruption if kind != Corruption.none]
+        for kind, level in self.corruptions.items():
+            require(kind in kinds, f"corruptions.{kind}", f"unknown corruption; choose from {kinds}")
+            require(0 < level < 1, f"corruptions.{kind}", f"the level must be in (0, 1), got {level}")
+        require(self.pca_components is None or self.pca_components > 0, "pca_components", f"must be > 0 or null, got {self.pca_components}")
+        require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+
+
+def data_config_for(checkpoint: str | Path, data_cfg: DataConfig) -> DataConfig:
     """`data_cfg` with the binarization the checkpoint's model was trained with, when the
     checkpoint records its training data config; raises DataError if it names another data set."""
     trained = trained_data_config(read_checkpoint(checkpoint))
-    resolved = copy.deepcopy(data_cfg)
     if trained is None:
-        return resolved
+        return data_cfg
     if trained["name"] != data_cfg.name:
         raise DataError(f"{checkpoint}: trained on {trained['name']!r}, but data.name is {data_cfg.name!r}")
     for key in PROTOCOL_KEYS:
-        if trained[key] != data_cfg[key]:
-            log.warning("%s: data.%s=%s as trained (config: %s)", checkpoint, key, trained[key], data_cfg[key])
-        resolved[key] = trained[key]
-    return resolved
+        if trained[key] != getattr(data_cfg, key):
+            log.warning("%s: data.%s=%s as trained (config: %s)", checkpoint, key, trained[key], getattr(data_cfg, key))
+    return replace(data_cfg, **{key: trained[key] for key in PROTOCOL_KEYS})
 
 
 def split_images(splits: Splits, data_cfg: Any, seed: int, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
@@ -149,7 +199,7 @@ def protocol(model: BaseAutoencoder, checkpoint: str, data_cfg: Any, n_test: int
     return described
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: EvaluateConfig) -> dict[str, float]:
     """Evaluate every checkpoint of `cfg.models` on the test split beside two baselines: `pca` (a
     PCA of the models' latent size) and `corrupted` (the denoising inputs as they are). Writes
     `metrics.json` (`<name>/test/<metric>`, `<name>/denoise/<kind>/<metric>`, `<name>/latent/<stat>`,
@@ -157,7 +207,7 @@ def run(cfg: Any) -> dict[str, float]:
     `protocol.json`, `latent_kl.csv` and `figures/<model>_<kind>.png` under `cfg.output_dir`.
     MLflow: the stage's run, and one run per model and baseline nested under it that logs the
     metrics without the name (one column per metric across models). Returns the metrics."""
-    validate(cfg)
+    cfg = validate(cfg)
     device = check_device("device", cfg.device)
     for checkpoint in cfg.models.values():
         if not Path(checkpoint).is_file():
@@ -184,7 +234,7 @@ def run(cfg: Any) -> dict[str, float]:
     protocols: dict[str, Any] = {}
     latent_table: list[dict[str, Any]] = []
     figures: dict[str, list[Path]] = {}
-    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=params_of(cfg) | {"pca_components": n_components}) as stage_run:
+    with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, params=plain(cfg) | {"pca_components": n_components}) as stage_run:
         for name, model in models.items():
             data_cfg = data_config_for(cfg.models[name], cfg.data)
             images, labels = split_images(splits, data_cfg, cfg.seed, device)["test"]

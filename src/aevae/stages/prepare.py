@@ -2,19 +2,34 @@
 manifest of its source files beside it."""
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Optional
 
-from aevae.config import validate
-from aevae.data.manifest import manifest_path, manifest_text, write_manifest
+from omegaconf import MISSING
+
+from aevae.config import DataConfig, validate
 from aevae.data import read_source, save_splits, split_source
+from aevae.data.manifest import manifest_path, manifest_text, write_manifest
+from aevae.errors import require
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> dict[str, float]:
+@dataclass
+class PrepareConfig:
+    data: DataConfig = MISSING
+    output: str = MISSING  # the prepared split file to write; the manifest of its sources goes beside it
+    workers: Optional[int] = MISSING  # processes that decode a folder's images; null: one per available CPU
+
+    def __post_init__(self) -> None:
+        require(self.workers is None or self.workers > 0, "workers", f"must be > 0 or null, got {self.workers}")
+        self.data.require_path()
+
+
+def run(cfg: PrepareConfig) -> dict[str, float]:
     """Read the data set of `cfg.data`, split it and write it to `cfg.output` (the manifest
     beside it); nothing is written unless every file reads. Returns the split sizes."""
-    validate(cfg)
+    cfg = validate(cfg)
     source = read_source(cfg.data, cfg.workers)
     splits = split_source(source, cfg.data)
     save_splits(splits, cfg.output)

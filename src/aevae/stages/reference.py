@@ -27,47 +27,156 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING
 
-from aevae.config import AnomalyConfig, ClassifierStageConfig, Dataset, ReferenceTask, TrainConfig, check_budget, validate
+from aevae.config import DataConfig, Dataset, LogRegConfig, validate
 from aevae.data import InMemoryDataModule, load_or_prepare
-from aevae.data.subsets import labelled_subset
-from aevae.run.devices import describe
+from aevae.data.subsets import labelled_subset, labelled_subsets
+from aevae.errors import require
 from aevae.evaluation.conditional import accuracy, conditional_metrics, conditional_samples, fit_supervised, save_conditional_figures
 from aevae.evaluation.likelihood import likelihood_bounds
 from aevae.evaluation.memorisation import memorisation_metrics
 from aevae.evaluation.probe import embed_images, logistic_probe, probe_runs, svm_probe
-from aevae.io import write_json
-from aevae.models import build_model, load_model
-from aevae.models.classifier import DigitClassifier, load_classifier
+from aevae.io import plain, write_json
+from aevae.models import build_model, load_model, model_class
+from aevae.models.classifier import ClassifierConfig, DigitClassifier, load_classifier
 from aevae.models.stack import StackedModel
+from aevae.run.devices import describe
 from aevae.run.progress import announce
 from aevae.stages import anomaly, classifier, train
+from aevae.stages.anomaly import AnomalyConfig
+from aevae.stages.classifier import ClassifierStageConfig
 from aevae.stages.codes import images_config, load_data
-from aevae.stages.common import config_part, open_stage_run, params_of, print_summary
+from aevae.stages.common import Config, config_part, open_stage_run, print_summary
+from aevae.stages.train import TrainConfig
 
 Metrics = dict[str, float]
 
 
-def seed_config(cfg: DictConfig, schema: type, seed: int) -> DictConfig:
+class ReferenceTask(StrEnum):
+    likelihood = "likelihood"  # a VAE's test -log p(x) by importance sampling, and its test ELBO
+    one_class = "one_class"  # the anomaly stage's protocol, once per seed
+    probe = "probe"  # classifiers on the posterior means with a few labels per class
+    semi_supervised = "semi_supervised"  # an ssvae's q(y|x) test accuracy and its samples of each class
+
+
+@dataclass
+class PublishedNumber:
+    metric: str = MISSING  # the recipe's metric it stands beside (a key of its metrics.json, without /mean)
+    value: float = MISSING
+    source: str = MISSING  # paper, table and setting
+    target: Optional[float] = None  # the figure ours should reach at full budget
+    better: str = MISSING  # lower | higher
+
+
+@dataclass
+class SVMConfig:
+    C: float = MISSING
+    gamma: str = MISSING  # scale | auto (scikit-learn's RBF width rules)
+
+
+@dataclass
+class ReferenceProbeConfig:
+    labels_per_class: int = MISSING
+    draws: int = MISSING  # labelled subsets per trained model, drawn with seeds 0 .. draws - 1
+    standardize: bool = MISSING  # scale each feature to unit variance before the classifiers
+    logreg: LogRegConfig = MISSING
+    svm: SVMConfig = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.labels_per_class > 0, "probe.labels_per_class", f"must be > 0, got {self.labels_per_class}")
+        require(self.draws > 0, "probe.draws", f"must be > 0, got {self.draws}")
+
+
+def check_budget(cfg: Any) -> None:
+    """Reject a `budget` the recipe does not define, by name (before its values are interpolated)."""
+    budgets = cfg.get("budgets") or {}
+    require(cfg.budget in budgets, "budget", f"unknown budget {cfg.budget!r}; the recipe has {', '.join(budgets) or 'none (name a recipe: experiment=ref_...)'}")
+
+
+@dataclass
+class SemiSupervisedConfig:
+    """The semi-supervised reference task's settings beside the model's (`semi_supervised`)."""
+
+    judge: ClassifierConfig = MISSING  # the digit classifier that labels the samples, trained by the classifier stage
+    judge_epochs: int = MISSING
+    samples_per_class: int = MISSING  # conditional samples of each digit (accuracy, Fréchet distance)
+    supervised_steps: int = MISSING  # full-batch Adam steps of the supervised-only baseline (at model.lr)
+    figure_rows: int = MISSING  # rows of the conditional-sample grid and of the analogy figure
+    nearest_draws: int = MISSING  # random same-class sets of as many training images as are labelled: the chance of a sample's nearest image being in one
+
+    def __post_init__(self) -> None:
+        for key in ("judge_epochs", "supervised_steps", "figure_rows", "nearest_draws"):
+            require(getattr(self, key) > 0, f"semi_supervised.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(self.samples_per_class >= 2, "semi_supervised.samples_per_class", f"must be >= 2 (a covariance needs two), got {self.samples_per_class}")
+
+
+@dataclass
+class StackConfig:
+    """The lower model of a stack (Kingma et al. 2014's M1 under M2): trained on the images without
+    labels in `output_dir` before the recipe's model trains on its codes (data=codes, `data.path`
+    its checkpoint)."""
+
+    data: DataConfig = MISSING  # the images
+    model: Any = MISSING  # typed by the chosen option's schema (`/model@stack.model: vae`)
+    net: Any = MISSING
+    epochs: int = MISSING
+    output_dir: str = MISSING
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.output_dir}/checkpoints/best.ckpt"
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, "stack.epochs", f"must be > 0, got {self.epochs}")
+        require(model_class(self.model.name).supports("posterior"), "stack.model", f"{self.model.name} has no posterior q(z|x) to take codes from; use a vae")
+
+
+@dataclass
+class ReferenceConfig(AnomalyConfig):
+    recipe: str = MISSING  # the recipe's name, as in `experiment=<recipe>`
+    task: ReferenceTask = MISSING
+    seeds: list[int] = MISSING  # one training (per normal class, for one_class) per seed
+    budget: str = MISSING  # a key of `budgets`
+    budgets: dict[str, Any] = MISSING  # budget name -> the values the recipe reads through ${budgets.${budget}.*}
+    protocol: str = MISSING  # the protocol in words, for protocol.json and the reference report
+    published: list[PublishedNumber] = MISSING
+    probe: Optional[ReferenceProbeConfig] = None  # the probe task's classifiers
+    semi_supervised: Optional[SemiSupervisedConfig] = None  # the semi_supervised task's judge, samples and baseline
+    stack: Optional[StackConfig] = None  # a lower model trained first, whose codes the recipe's model trains on
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", f"list distinct seeds, got {list(self.seeds)}")
+        if self.task == ReferenceTask.likelihood:
+            require(self.likelihood.samples >= 1, "likelihood.samples", f"must be >= 1, got {self.likelihood.samples}")
+        if self.task == ReferenceTask.semi_supervised:
+            require(self.semi_supervised is not None, "semi_supervised", "the semi_supervised task needs its settings")
+            require(model_class(self.model.name).supports("classify"), "model", f"{self.model.name} has no classifier q(y|x); use model=ssvae")
+        if self.stack is not None:
+            require(self.data.name == "codes", "data", f"a stack's model trains on the lower model's codes: data=codes, got {self.data.name}")
+            require(self.data.path == self.stack.checkpoint, "data.path", f"a stack's model reads the lower model's checkpoint {self.stack.checkpoint}, got {self.data.path}")
+
+
+def seed_config(cfg: ReferenceConfig, schema: type[Config], seed: int) -> Config:
     """The `schema` part of `cfg` (a TrainConfig or AnomalyConfig) for one seed, its run named
     `<stage>/<recipe>/seed_<s>` and its outputs in `<train_dir>/seed_<s>` (the anomaly stage's
     class models in `classes/` there): only the recipe's metrics and protocol are reports."""
-    seeded = config_part(cfg, schema)
-    seeded.seed = seed
-    seeded.logger.run_name = f"{cfg.stage}/{cfg.recipe}/seed_{seed}"
-    seeded.output_dir = str(Path(cfg.train_dir) / f"seed_{seed}")
+    output_dir = Path(cfg.train_dir) / f"seed_{seed}"
+    changes = {"seed": seed, "logger": replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/seed_{seed}"), "output_dir": str(output_dir)}
     if schema is AnomalyConfig:
-        seeded.train_dir = str(Path(seeded.output_dir) / "classes")
-    return seeded
+        changes["train_dir"] = str(output_dir / "classes")
+    return config_part(cfg, schema, **changes)
 
 
-def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, InMemoryDataModule]:
+def trained_model(cfg: ReferenceConfig, seed: int, parent: str | None) -> tuple[Any, InMemoryDataModule]:
     """Train the recipe's model with `seed`; its best checkpoint (by validation loss) and the data."""
     seeded = seed_config(cfg, TrainConfig, seed)
     train.run(seeded, parent=parent)
@@ -77,7 +186,7 @@ def trained_model(cfg: DictConfig, seed: int, parent: str | None) -> tuple[Any, 
     return model, datamodule
 
 
-def likelihood_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def likelihood_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`test/nll_is` (IWAE bound with k = likelihood.samples, nats) and `test/elbo`."""
     model, datamodule = trained_model(cfg, seed, parent)
     test_images, _ = datamodule.tensors["test"]
@@ -92,7 +201,7 @@ def recipe_method(method: str, label: str) -> str:
     return re.sub(rf"^{re.escape(label)}(?=_|$)", "model", re.sub(r"^pca\d+(?=_|$)", "pca", method))
 
 
-def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def one_class_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`<auroc|auprc>/<method>` (`recipe_method`): the anomaly stage's class means for this seed."""
     seeded = seed_config(cfg, AnomalyConfig, seed)
     results = anomaly.run(seeded, parent=parent)
@@ -104,7 +213,7 @@ def one_class_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
     }
 
 
-def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def probe_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`acc/<vae|pixels>/<logreg|svm>`: test accuracy with `probe.labels_per_class` labels per
     class, the mean over `probe.draws` labelled subsets."""
     model, datamodule = trained_model(cfg, seed, parent)
@@ -119,48 +228,61 @@ def probe_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
         "logreg": lambda: logistic_probe(probe.logreg.C, probe.logreg.max_iter, probe.standardize),
         "svm": lambda: svm_probe(probe.svm.C, probe.svm.gamma, probe.standardize),
     }
+    subsets = labelled_subsets(train_labels.numpy(), [probe.labels_per_class], range(probe.draws))
     metrics = {}
     for name, make_classifier in classifiers.items():
-        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), [probe.labels_per_class], range(probe.draws), make_classifier)
+        runs = probe_runs(features, train_labels.numpy(), test_labels.numpy(), subsets, make_classifier)
         for feature in features:
             metrics[f"acc/{feature}/{name}"] = float(np.mean([run["accuracy"] for run in runs if run["feature"] == feature]))
     return metrics
 
 
-def lower_model(cfg: DictConfig, seed: int, parent: str | None) -> None:
+def lower_model(cfg: ReferenceConfig, seed: int, parent: str | None) -> None:
     """The stack's lower model (`stack`, M1): trained on its images without labels in
     `stack.output_dir` during the first seed's run; the recipe's model trains on its codes."""
     if cfg.stack is None or seed != cfg.seeds[0]:
         return
-    settings = {key: cfg.stack[key] for key in ("data", "model", "net")} | {"trainer": cfg.trainer, "logger": cfg.logger}
-    lower = OmegaConf.merge(OmegaConf.structured(TrainConfig), settings)
-    lower.merge_with({"seed": seed, "output_dir": cfg.stack.output_dir, "stage": cfg.stage, "objective": cfg.objective, "compile": cfg.compile})
-    lower.trainer.max_epochs = cfg.stack.epochs
-    lower.logger.run_name = f"{cfg.stage}/{cfg.recipe}/{cfg.stack.model.label}"
+    lower = TrainConfig(
+        data=cfg.stack.data,
+        model=cfg.stack.model,
+        net=cfg.stack.net,
+        trainer=replace(cfg.trainer, max_epochs=cfg.stack.epochs),
+        logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/{cfg.stack.model.label}"),
+        seed=seed,
+        output_dir=cfg.stack.output_dir,
+        stage=cfg.stage,
+        objective=cfg.objective,
+        compile=cfg.compile,
+    )
     train.run(lower, parent=parent)
 
 
-def images_data(cfg: DictConfig) -> Any:
+def images_data(cfg: ReferenceConfig) -> Any:
     """The data config of the images the recipe's samples are judged as: the recipe's own, or on
     a model's codes, the images that model was trained on."""
     return images_config(Path(cfg.data.path)) if cfg.data.name == Dataset.codes else cfg.data
 
 
-def judge(cfg: DictConfig, seed: int) -> DigitClassifier:
+def judge(cfg: ReferenceConfig, seed: int) -> DigitClassifier:
     """The digit classifier that labels generated images: trained by the classifier stage on the
     recipe's images (`semi_supervised.judge`, `judge_epochs`) in `<train_dir>/judge` during the
     first seed's run, loaded by the later seeds."""
     output_dir = Path(cfg.train_dir) / "judge"
     if seed == cfg.seeds[0]:
-        settings = {"data": images_data(cfg), "classifier": cfg.semi_supervised.judge, "trainer": cfg.trainer, "logger": cfg.logger}
-        judge_cfg = OmegaConf.merge(OmegaConf.structured(ClassifierStageConfig), settings, {"seed": seed, "output_dir": str(output_dir), "stage": "classifier"})
-        judge_cfg.trainer.max_epochs = cfg.semi_supervised.judge_epochs
-        judge_cfg.logger.run_name = f"{cfg.stage}/{cfg.recipe}/judge"
+        judge_cfg = ClassifierStageConfig(
+            data=images_data(cfg),
+            classifier=cfg.semi_supervised.judge,
+            trainer=replace(cfg.trainer, max_epochs=cfg.semi_supervised.judge_epochs),
+            logger=replace(cfg.logger, run_name=f"{cfg.stage}/{cfg.recipe}/judge"),
+            seed=seed,
+            output_dir=str(output_dir),
+            stage="classifier",
+        )
         classifier.run(judge_cfg)
     return load_classifier(output_dir / "checkpoints" / "best.ckpt")
 
 
-def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metrics:
+def semi_supervised_task(cfg: ReferenceConfig, seed: int, parent: str | None) -> Metrics:
     """`test/accuracy` (and `val/accuracy`) of the model's q(y|x); `test/accuracy_supervised`: its
     classifier net trained on the same labelled images alone; `gen/accuracy` and `gen/fid` (mean
     and per digit) of `semi_supervised.samples_per_class` samples per digit, by the judge
@@ -177,7 +299,7 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     subset = torch.from_numpy(labelled_subset(train_labels.numpy(), cfg.model.labels_per_class, seed))
     torch.manual_seed(seed)
     supervised = fit_supervised(
-        build_model(params_of(cfg.model), params_of(cfg.net), model.image_shape).classifier,
+        build_model(cfg.model, cfg.net, model.image_shape).classifier,
         train_images[subset],
         train_labels[subset],
         settings.supervised_steps,
@@ -206,7 +328,7 @@ def semi_supervised_task(cfg: DictConfig, seed: int, parent: str | None) -> Metr
     return metrics
 
 
-TASKS: dict[ReferenceTask, Callable[[DictConfig, int, str | None], Metrics]] = {
+TASKS: dict[ReferenceTask, Callable[[ReferenceConfig, int, str | None], Metrics]] = {
     ReferenceTask.likelihood: likelihood_task,
     ReferenceTask.one_class: one_class_task,
     ReferenceTask.probe: probe_task,
@@ -225,15 +347,15 @@ def across_seeds(per_seed: Mapping[int, Metrics]) -> Metrics:
     return metrics
 
 
-def protocol_record(cfg: DictConfig, wall_seconds: float) -> dict[str, Any]:
+def protocol_record(cfg: ReferenceConfig, wall_seconds: float) -> dict[str, Any]:
     """What protocol.json says of a run: recipe, protocol, published numbers, budget, device, time."""
     return {
         "recipe": cfg.recipe,
         "task": str(cfg.task),
         "model": cfg.model.label,
-        "net": params_of(cfg.net),
+        "net": plain(cfg.net),
         "protocol": " ".join(cfg.protocol.split()),
-        "published": params_of(cfg.published),
+        "published": [plain(number) for number in cfg.published],
         "budget": {
             "name": cfg.budget,
             "epochs": cfg.trainer.max_epochs,
@@ -250,12 +372,11 @@ def protocol_record(cfg: DictConfig, wall_seconds: float) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig) -> Metrics:
+def run(cfg: ReferenceConfig) -> Metrics:
     """Run the recipe once per seed (each run nested under this stage's MLflow run); write
     `metrics.json` (numbers only, see `across_seeds`) and `protocol.json` under `cfg.output_dir`."""
     check_budget(cfg)
-    validate(cfg)
-    OmegaConf.resolve(cfg)  # the budget's values in place: each seed's config copies them
+    cfg = validate(cfg)
     start = time.perf_counter()
     label = f"{cfg.recipe}/{cfg.model.label}"
     with open_stage_run(cfg, stage=cfg.stage, dataset=cfg.data.name, label=label) as stage_run:

@@ -1,10 +1,12 @@
 """The reference report stage: `reports/reference.md` from the reference stage's outputs, and an
 MLflow run holding it with every recipe's mean metrics."""
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from aevae.config import validate
+from omegaconf import MISSING
+
+from aevae.config import LoggerConfig, validate
 from aevae.io import write_atomic
 from aevae.reporting.reference_table import load_result, recipe_name, render_reference
 from aevae.stages.common import open_stage_run, print_summary
@@ -12,10 +14,18 @@ from aevae.stages.common import open_stage_run, print_summary
 TITLE = "aevae reference results: published MNIST numbers beside ours"
 
 
-def run(cfg: Any) -> dict[str, float]:
+@dataclass
+class ReferenceReportConfig:
+    recipes: list[str] = MISSING  # the reference stage's output directories, one row each
+    output: str = MISSING  # reference.md
+    logger: LoggerConfig = MISSING
+    stage: str = MISSING
+
+
+def run(cfg: ReferenceReportConfig) -> dict[str, float]:
     """Write `cfg.output` from the recipes' directories and log it; returns the mean metrics,
     named `<recipe>/<model>/<metric>`."""
-    validate(cfg)
+    cfg = validate(cfg)
     results = [load_result(directory) for directory in cfg.recipes]
     metrics = {
         f"{result.protocol['recipe']}/{result.protocol['model']}/{name.removesuffix('/mean')}": value

@@ -4,19 +4,36 @@ and matplotlib (which reads PNG files) are imported when the stage runs, not whe
 
 import io
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 import numpy as np
+from omegaconf import MISSING
 
-from aevae.records import tracking
 from aevae.config import validate
-from aevae.errors import DataError
+from aevae.errors import DataError, require
 from aevae.io import write_atomic, write_csv
+from aevae.records import tracking
 from aevae.stages.common import print_summary
 from aevae.workspace import project_root
 
 ARRAY_KEY = "images"  # the array read from an .npz file that holds several
+
+
+@dataclass
+class ScoreConfig:
+    model_uri: str = MISSING  # runs:/<run id>/model, models:/<name>/<version>, or a checkpoint file
+    images: str = MISSING  # an .npy/.npz array or a folder of PNG files
+    result: Optional[str] = MISSING  # what to write per image; null: the model's default
+    batch_size: int = MISSING  # images per forward pass
+    tracking_uri: Optional[str] = MISSING  # the store of runs:/ and models:/ URIs; null: as for every run
+    output: str = MISSING  # .npy (the array) or .csv (a row per image)
+    stage: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.batch_size > 0, "batch_size", f"must be > 0, got {self.batch_size}")
+        require(self.output.endswith((".npy", ".csv")), "output", f"must end in .npy or .csv, got {self.output!r}")
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -73,13 +90,13 @@ def write_results(path: Path, results: np.ndarray, names: list[str], result: str
     return write_csv(path, [{"image": name, **dict(zip(columns, values))} for name, values in zip(names, flat.tolist())])
 
 
-def run(cfg: Any) -> dict[str, float]:
+def run(cfg: ScoreConfig) -> dict[str, float]:
     """Apply `cfg.model_uri` to `cfg.images` and write each image's `cfg.result` to `cfg.output`.
     A bad model URI or path, images of the wrong shape or value range, or an unknown result is
     one `AevaeError` naming it. Returns the number of images."""
     from aevae.records.mlflow_model import open_model
 
-    validate(cfg)
+    cfg = validate(cfg)
     images, names = read_images(Path(cfg.images))
     model = open_model(cfg.model_uri, tracking.tracking_uri(cfg.tracking_uri, project_root()))
     if images.ndim == len(model.image_shape) and model.image_shape[0] == 1:  # (N, H, W) for one channel
