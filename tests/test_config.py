@@ -120,7 +120,7 @@ def test_optimizer_and_scheduler_are_built_once_while_validating(make_config, ov
         ("evaluate", "figures.n_image=3", "n_image"),
         ("evaluate", "likelihood.batch_size=many", "likelihood.batch_size=many"),
         ("evaluate", "likelihood.samples=-1", "likelihood.samples"),
-        ("evaluate", "data=foo", "Available options in 'data': arrays, digits, folder, mnist"),
+        ("evaluate", "data=foo", "Available options in 'data': " + ", ".join(sorted(path.stem for path in (CONF_DIR / "data").glob("*.yaml")))),
         ("probe", "logreg.c=1", "'c'"),
         ("probe", "logreg.C=abc", "logreg.C=abc"),
         ("probe", "repeats=0", "repeats"),

@@ -241,7 +241,8 @@ def test_anomaly_stage_scores_an_ssvae_also_by_its_likelihood_with_the_class_sum
     bounds = likelihood_bounds(model, test_images, 5, cfg.likelihood.batch_size, torch.Generator().manual_seed(cfg.seed))
     torch.testing.assert_close(scores["ssvae_iwae"], -bounds["log_px"].double())
     for method in ("ssvae", "ssvae_iwae"):
-        assert metrics[f"anomaly/{method}/auroc/class_7"] == pytest.approx(detection_metrics(scores[method], (test_labels != 7).long())["auroc"])
+        rescored = detection_metrics(scores[method], (test_labels != 7).long())["auroc"]
+        assert metrics[f"anomaly/{method}/auroc/class_7"] == pytest.approx(rescored, abs=1e-3)  # kernels of other batch shapes may swap a near-tie
         assert metrics[f"anomaly/{method}/auroc/class_7"] > 0.75, method
 
 

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from aevae.run.checkpoints import read_checkpoint, trained_data_config
-from aevae.config import CodeKind, Dataset
+from aevae.config import Binarization, CodeKind, DataConfig, Dataset, validate
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare, split_source
 from aevae.data.codes import codes_source
 from aevae.data.source import Source
@@ -26,17 +26,17 @@ from aevae.models import Capability, load_model
 log = logging.getLogger(__name__)
 
 
-def images_config(checkpoint: Path) -> Any:
-    """The data config the checkpoint's model was trained with, a dynamic binarization drawn
-    once (`static`), so that every image has one code."""
+def images_config(checkpoint: Path) -> DataConfig:
+    """The data config the checkpoint's model was trained with (typed), a dynamic binarization
+    drawn once (`static`), so that every image has one code."""
     trained = trained_data_config(read_checkpoint(checkpoint))
     if trained is None:
         raise DataError(f"{checkpoint}: the checkpoint records no data config (trained before data=codes existed); train the model again")
     if trained["name"] == Dataset.codes:
         raise DataError(f"{checkpoint}: the model was trained on codes itself; data=codes reads a model trained on images")
-    images_cfg = OmegaConf.create(trained)
-    if images_cfg.binarize == "dynamic":
-        images_cfg.binarize = "static"
+    images_cfg = validate(OmegaConf.merge(OmegaConf.structured(DataConfig), trained))
+    if images_cfg.binarize == Binarization.dynamic:
+        images_cfg.binarize = Binarization.static
     return images_cfg
 
 
