@@ -41,7 +41,7 @@ def test_each_stage_lists_every_file_it_imports_and_every_config_hydra_composes(
             stages = other_study_overrides(args["study"], str(REPO_ROOT / args["params"]), args["models_dir"])
         code = stages_code(REPO_ROOT, stages)
         missing = {}
-        for stage, (config_name, overrides) in stages.items():
+        for stage, (config_name, overrides, _) in stages.items():
             entry_point = REPO_ROOT / "pipelines" / f"{config_name}.py"
             needed = {entry_point} | import_closure(entry_point) | hydra_reads(config_name, overrides)
             lacks = sorted(str(path.relative_to(REPO_ROOT)) for path in needed - {REPO_ROOT / path for path in code[stage]})

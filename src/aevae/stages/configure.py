@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra import compose
 from hydra.errors import HydraException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from aevae.config import studies, study
@@ -47,12 +47,13 @@ class ConfigureConfig:
         require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 
-def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> Any:
-    """The config composed with `overrides` and validated; a failure names the params.yaml key
-    that the failing override came from (`origin` maps an override's key to it)."""
+def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> DictConfig:
+    """The config composed with `overrides` and validated, with Hydra's node (its `runtime.choices`
+    name the options composed); a failure names the params.yaml key that the failing override came
+    from (`origin` maps an override's key to it)."""
     register_configs(schema(config_name))  # the stage's schema, found by its name
     try:
-        cfg = compose(config_name=config_name, overrides=overrides)
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
         choices = [o for o in overrides if "." not in o.split("=")[0]]
         trials = [[choice] for choice in choices] + [choices + [o] for o in overrides if o not in choices]
@@ -62,8 +63,11 @@ def compose_checked(config_name: str, overrides: list[str], origin: Callable[[st
             except (HydraException, OmegaConfBaseException) as single:
                 raise ConfigError(f"params.yaml {origin(trial[-1].split('=')[0].lstrip('+'))}: {hydra_message(single)}") from exc
         raise ConfigError(f"params.yaml: {hydra_message(exc)}") from exc
+    stage_cfg = cfg.copy()
+    with open_dict(stage_cfg):
+        del stage_cfg["hydra"]
     try:
-        validate(cfg)
+        validate(stage_cfg)
     except ConfigError as exc:
         key, _, message = str(exc).partition(": ")
         raise ConfigError(f"params.yaml {origin(key)}: {message}") from exc
@@ -104,9 +108,12 @@ def training_overrides(params: study.StudyParams, name: str, one_class: bool = F
     return base + overrides, origin
 
 
-def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tuple[str, list[str]]]:
-    """`<stage>[/<model>]` -> (its entry point's config name, its overrides), every one checked
-    (a bad value names the params.yaml key it came from)."""
+Stages = dict[str, tuple[str, list[str], DictConfig]]  # `<stage>[/<model>]` -> (config name, overrides, composed config)
+
+
+def stage_overrides(params: study.StudyParams, models_dir: str) -> Stages:
+    """`<stage>[/<model>]` -> (its entry point's config name, its overrides, its config composed
+    once and checked: a bad value names the params.yaml key it came from)."""
     data, seed, pca = ("data", "data.name", params.data.name.value), ("seed", "seed", params.seed), ("pca_components", "pca_components", params.pca_components)
     checkpoints = [f"+models.{name}={best_checkpoint(Path(models_dir) / name)}" for name in params.models]
     stages = {"prepare": ("prepare", *with_origins(params.data.overrides()))}
@@ -123,37 +130,33 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> dict[str, tup
         "report": [("dataset", "data.name", params.data.name.value), ("models", "models", list(params.models)), ("one_class_models", "anomaly.models", params.anomaly.models)],
     }
     stages |= {name: (name, *with_origins(items)) for name, items in others.items()}
-    for config_name, overrides, origin in stages.values():
-        compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key))
-    return {stage: (config_name, overrides) for stage, (config_name, overrides, _) in stages.items()}
+    return {stage: (name, overrides, compose_checked(name, overrides, lambda key, origin=origin: origin.get(key, key))) for stage, (name, overrides, origin) in stages.items()}
 
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def stages_code(root: Path, stages: dict[str, tuple[str, list[str]]]) -> dict[str, list[Path]]:
+def stages_code(root: Path, stages: Stages) -> dict[str, list[Path]]:
     """`<stage>[/<model>]` -> the files its entry point reads as code or config, run with its
     overrides: the config options it composes, the model kind it trains, and for a stage that
     loads the trained models (its config maps `models` to checkpoints) the kinds of the models
     that the study's stages train (aevae.run.code_deps)."""
-    composed = {stage: compose(config_name=name, overrides=overrides, return_hydra_config=True) for stage, (name, overrides) in stages.items()}
-    trained = {cfg.model.name for cfg in composed.values() if "model" in cfg}
+    trained = {cfg.model.name for _, _, cfg in stages.values() if "model" in cfg}
     code = {}
-    for stage, cfg in composed.items():
+    for stage, (name, _, cfg) in stages.items():
         kinds = ({cfg.model.name} if "model" in cfg else set()) | (trained if isinstance(cfg.get("models"), DictConfig) else set())
-        code[stage] = stage_code(root, stages[stage][0], OmegaConf.to_container(cfg.hydra.runtime.choices), kinds)
+        code[stage] = stage_code(root, name, OmegaConf.to_container(cfg.hydra.runtime.choices), kinds)
     return code
 
 
-def other_study_overrides(name: str, params_file: str, models_dir: str) -> dict[str, tuple[str, list[str]]]:
-    """The stages of study `name` (aevae.config.studies) with their overrides, every one checked
-    as the default study's are."""
+def other_study_overrides(name: str, params_file: str, models_dir: str) -> Stages:
+    """The stages of study `name` (aevae.config.studies) with their overrides and composed
+    configs, every one checked as the default study's are."""
     stages = {}
     for stage, (config_name, items) in studies.load(name, params_file).stages(models_dir).items():
         overrides, origin = with_origins(items)
-        compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key))
-        stages[stage] = (config_name, overrides)
+        stages[stage] = (config_name, overrides, compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key)))
     return stages
 
 
@@ -169,7 +172,7 @@ def run(cfg: ConfigureConfig) -> dict[str, float]:
         stages, summary = other_study_overrides(cfg.study, cfg.params, cfg.models_dir), ""
     root, output_dir = Path.cwd(), Path(cfg.output_dir)
     code = stages_code(root, stages)
-    for stage, (config_name, overrides) in stages.items():
+    for stage, (_, overrides, _) in stages.items():
         lines = [f"# {path} {md5(root / path)}" for path in code[stage]]
         text = "\n".join([HEADER.format(params=cfg.params, stage=stage.replace("/", "@")), *overrides, CODE_HEADER, *lines]) + "\n"
         target = output_dir / f"{stage}.txt"
