@@ -51,6 +51,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
@@ -229,8 +230,8 @@ def lightning_epochs(cfg: DictConfig, model: torch.nn.Module, epochs: int, devic
 def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epochs: int, device: torch.device) -> Iterator[float]:
     """The duration of each epoch of a hand-written loop, one a step: `loss_terms`, backward, the
     model's optimizer and per-epoch schedule."""
-    optimizers = model.configure_optimizers()
-    optimizer, schedule = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    optimizer = instantiate(model.cfg.optimizer)(model.parameters())  # as configure_optimizers, without a Trainer
+    schedule = instantiate(model.cfg.scheduler)(optimizer, max_epochs=cfg.trainer.max_epochs)
     model.train()
     dtype = compute_dtype(cfg)
     for epoch in range(epochs):
