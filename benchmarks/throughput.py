@@ -231,7 +231,7 @@ def fit_plain(cfg: DictConfig, model: BaseAutoencoder, images: torch.Tensor, epo
     """The duration of each epoch of a hand-written loop, one a step: `loss_terms`, backward, the
     model's optimizer and per-epoch schedule."""
     optimizer = instantiate(model.cfg.optimizer)(model.parameters())  # as configure_optimizers, without a Trainer
-    schedule = instantiate(model.cfg.scheduler)(optimizer, max_epochs=cfg.trainer.max_epochs)
+    schedule = instantiate(model.cfg.scheduler)(optimizer, max_epochs=epochs)  # over the run's epochs, as (a)'s Trainer
     model.train()
     dtype = compute_dtype(cfg)
     for epoch in range(epochs):

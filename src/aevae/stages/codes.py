@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from aevae.run.checkpoints import read_checkpoint, trained_data_config
-from aevae.config import Binarization, CodeKind, DataConfig, Dataset, validate
+from aevae.config import Binarization, CodeKind, DataConfig, Dataset
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare, split_source
 from aevae.data.codes import codes_source
 from aevae.data.source import Source
 from aevae.errors import DataError
 from aevae.evaluation.latent_stats import ACTIVE_UNIT_THRESHOLD, posterior, posterior_mean_variance
 from aevae.models import Capability, load_model
+from aevae.models.base import checked
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def images_config(checkpoint: Path) -> DataConfig:
         raise DataError(f"{checkpoint}: the checkpoint records no data config (trained before data=codes existed); train the model again")
     if trained["name"] == Dataset.codes:
         raise DataError(f"{checkpoint}: the model was trained on codes itself; data=codes reads a model trained on images")
-    images_cfg = validate(OmegaConf.merge(OmegaConf.structured(DataConfig), trained))
+    images_cfg = checked(DataConfig, trained)  # as a checkpoint's model config is read
     if images_cfg.binarize == Binarization.dynamic:
         images_cfg.binarize = Binarization.static
     return images_cfg
