@@ -9,6 +9,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aevae.config import studies, study
 from aevae.errors import ConfigError
@@ -98,3 +99,32 @@ def test_a_recipe_is_one_entry_of_the_reference_params(tmp_path):
     stages = studies.load("reference", params).stages("reports/reference")
     assert stages["recipe/again"] == ("reference", [("experiment", "recipes.again.experiment", "ref_iwae_vae"), ("model", "recipes.again.model", "vae"), ("budget", "budget", "cpu"), ("trainer", "trainer", "cpu")])
     assert stages["report"][1][0][2][-1] == "reports/reference/again"
+
+
+@pytest.mark.fast
+def test_each_stage_is_composed_once_into_the_config_its_overrides_compose(tmp_path):
+    """A training's config is composed once, with its options chosen, and the entry's keys then
+    set on it; that equals what its entry point composes from the overrides written, for values of
+    every kind (a float written `4e-3`, a list, a string, a null; a `train:` key and entry keys)."""
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "params.yaml").read_text())
+    models = {"vae": {"model": "vae", "net": "conv", "latent_dim": 4, "hidden_dim": 64}, "dae": {"model": "dae", "corruption": "mask", "lr": "4e-3"}}
+    set_params(params, {"models": models, "train.lr_schedule": "constant", "anomaly.models": ["vae"], "anomaly.normal_classes": [3], "pca_components": None})
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        HydraConfig.instance().set_config(compose("configure", return_hydra_config=True, overrides=[f"hydra.runtime.output_dir={tmp_path}"]))
+        stages = stage_overrides(study.load(params), str(tmp_path / "models"))
+        for stage, (name, overrides, cfg) in stages.items():
+            expected = compose(name, overrides=overrides, return_hydra_config=True)
+            assert cfg.hydra.runtime.choices == expected.hydra.runtime.choices, stage
+            assert OmegaConf.to_yaml(stage_part(cfg)) == OmegaConf.to_yaml(stage_part(expected)), stage
+    dae, vae = stages["train/dae"][2], stages["anomaly/vae"][2]
+    assert (dae.model.lr, dae.model.lr_schedule, dae.model.corruption) == (4e-3, "constant", "mask")
+    assert (vae.net.hidden_dim, vae.model.latent_dim, list(vae.normal_classes), vae.pca_components) == (64, 4, [3], None)
+
+
+def stage_part(cfg: DictConfig) -> DictConfig:
+    """`cfg` less Hydra's node."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

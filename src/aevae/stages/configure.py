@@ -10,12 +10,12 @@ one line naming it, before DVC has removed any stage's outputs.
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra import compose
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -47,10 +47,15 @@ class ConfigureConfig:
         require(self.study in valid, "study", f"not a study: {self.study!r}; valid: {', '.join(valid)}")
 
 
-def compose_checked(config_name: str, overrides: list[str], origin: Callable[[str], str]) -> DictConfig:
-    """The config composed with `overrides` and validated, with Hydra's node (its `runtime.choices`
-    name the options composed); a failure names the params.yaml key that the failing override came
-    from (`origin` maps an override's key to it)."""
+def named(origin: dict[str, str], key: str) -> str:
+    """The params.yaml key that config key `key` was set from (itself, when none)."""
+    return origin.get(key, key)
+
+
+def composed(config_name: str, overrides: list[str], origin: dict[str, str]) -> DictConfig:
+    """The config composed with `overrides`, with Hydra's node (its `runtime.choices` name the
+    options composed); a failure names the params.yaml key that the failing override came from
+    (`origin` maps an override's key to it; a key not in it is its own)."""
     register_configs(schema(config_name))  # the stage's schema, found by its name
     try:
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
@@ -61,8 +66,25 @@ def compose_checked(config_name: str, overrides: list[str], origin: Callable[[st
             try:
                 compose(config_name=config_name, overrides=trial)
             except (HydraException, OmegaConfBaseException) as single:
-                raise ConfigError(f"params.yaml {origin(trial[-1].split('=')[0].lstrip('+'))}: {hydra_message(single)}") from exc
+                raise ConfigError(f"params.yaml {named(origin, trial[-1].split('=')[0].lstrip('+'))}: {hydra_message(single)}") from exc
         raise ConfigError(f"params.yaml: {hydra_message(exc)}") from exc
+    return cfg
+
+
+def with_values(cfg: DictConfig, values: list[str], origin: dict[str, str]) -> DictConfig:
+    """`cfg` with each override of `values` (`key=value`, a key `cfg` holds) set as Hydra sets a
+    value override once the defaults are composed: its value parsed by Hydra's override grammar,
+    merged in with `OmegaConf.update`."""
+    for override in OverridesParser.create().parse_overrides(list(values)):
+        try:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"params.yaml {named(origin, override.key_or_group)}: {hydra_message(exc)}") from exc
+    return cfg
+
+
+def checked(cfg: DictConfig, origin: dict[str, str]) -> DictConfig:
+    """`cfg` (with Hydra's node), once its stage's part validates; a failure names the params.yaml key."""
     stage_cfg = cfg.copy()
     with open_dict(stage_cfg):
         del stage_cfg["hydra"]
@@ -70,8 +92,13 @@ def compose_checked(config_name: str, overrides: list[str], origin: Callable[[st
         validate(stage_cfg)
     except ConfigError as exc:
         key, _, message = str(exc).partition(": ")
-        raise ConfigError(f"params.yaml {origin(key)}: {message}") from exc
+        raise ConfigError(f"params.yaml {named(origin, key)}: {message}") from exc
     return cfg
+
+
+def compose_checked(config_name: str, overrides: list[str], origin: dict[str, str]) -> DictConfig:
+    """The config composed with `overrides` and checked (`composed`, then `checked`)."""
+    return checked(composed(config_name, overrides, origin), origin)
 
 
 Item = str | tuple[str, str, Any]  # an override as is, or (config key, params.yaml key, value)
@@ -92,20 +119,25 @@ def with_origins(items: list[Item], origin: dict[str, str] | None = None) -> tup
     return overrides, origin
 
 
-def training_overrides(params: study.StudyParams, name: str, one_class: bool = False) -> tuple[list[str], dict[str, str]]:
-    """The train config's overrides of model `name` (for its one-class models: with the data
-    set's `epochs.<data>.anomaly` instead of its own max_epochs), and for each override key the
-    params.yaml key it came from."""
+def training_stage(params: study.StudyParams, name: str, one_class: bool = False) -> tuple[str, list[str], DictConfig]:
+    """Model `name`'s training stage (with `one_class`, its anomaly stage: the data set's
+    `epochs.<data>.anomaly` instead of its own max_epochs): its config name, its overrides, and
+    its config, composed once with the options chosen, the entry's keys then set in the sections
+    that hold them, and checked."""
+    config_name = "anomaly" if one_class else "train"
     keys = study.entry_keys(params, name)
     choices = [(choice, f"models.{name}.{choice}", keys.pop(choice)[1]) for choice in study.CHOICES if choice in keys]
     base, origin = with_origins([("data", "data.name", params.data.name.value), ("trainer", "trainer", params.trainer), *choices])
-    composed = compose_checked("train", base, lambda key: origin.get(key, key))
+    cfg = composed(config_name, base, origin)
+    data = params.data.name.value
     if one_class:
-        data = params.data.name.value
         keys["max_epochs"] = (f"epochs.{data}.anomaly", params.epochs[data].anomaly)
-    entry = [(f"{study.section_of(key, composed, where, name)}.{key}", where, value) for key, (where, value) in keys.items()]
-    overrides, origin = with_origins([("seed", "seed", params.seed), ("model.label", f"models.{name}", name), *entry], origin)
-    return base + overrides, origin
+    entry = [(f"{study.section_of(key, cfg, where, name)}.{key}", where, value) for key, (where, value) in keys.items()]
+    items: list[Item] = [("seed", "seed", params.seed), ("model.label", f"models.{name}", name), *entry]
+    if one_class:
+        items += [("cases", "anomaly.protocol", params.anomaly.protocol), ("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), ("pca_components", "pca_components", params.pca_components)]
+    values, origin = with_origins(items, origin)
+    return config_name, base + values, checked(with_values(cfg, values, origin), origin)
 
 
 Stages = dict[str, tuple[str, list[str], DictConfig]]  # `<stage>[/<model>]` -> (config name, overrides, composed config)
@@ -116,21 +148,18 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> Stages:
     once and checked: a bad value names the params.yaml key it came from)."""
     data, seed, pca = ("data", "data.name", params.data.name.value), ("seed", "seed", params.seed), ("pca_components", "pca_components", params.pca_components)
     checkpoints = [f"+models.{name}={best_checkpoint(Path(models_dir) / name)}" for name in params.models]
-    stages = {"prepare": ("prepare", *with_origins(params.data.overrides()))}
-    for name in params.models:
-        stages[f"train/{name}"] = ("train", *training_overrides(params, name))
-    for name in params.anomaly.models:
-        anomaly, origin = training_overrides(params, name, one_class=True)
-        one_class = [("cases", "anomaly.protocol", params.anomaly.protocol), ("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), pca]
-        stages[f"anomaly/{name}"] = ("anomaly", anomaly + with_origins(one_class, origin)[0], origin)
+    trainings: Stages = {f"train/{name}": training_stage(params, name) for name in params.models}
+    trainings |= {f"anomaly/{name}": training_stage(params, name, one_class=True) for name in params.anomaly.models}
     others: dict[str, list[Item]] = {
+        "prepare": params.data.overrides(),
         "classifier": [data, ("trainer", "trainer", params.trainer), ("trainer.max_epochs", "classifier.max_epochs", params.classifier.max_epochs), seed],
         "evaluate": [data, *checkpoints, f"generation.classifier={best_checkpoint(Path(models_dir) / 'classifier')}", ("likelihood.samples", "evaluate.iw_samples", params.evaluate.iw_samples), pca, seed],
         "probe": [data, *checkpoints, ("labels_per_class", "probe.labels_per_class", params.probe.labels_per_class), ("repeats", "probe.repeats", params.probe.repeats), pca, seed],
         "report": [("dataset", "data.name", params.data.name.value), ("models", "models", list(params.models)), ("one_class_models", "anomaly.models", params.anomaly.models)],
     }
-    stages |= {name: (name, *with_origins(items)) for name, items in others.items()}
-    return {stage: (name, overrides, compose_checked(name, overrides, lambda key, origin=origin: origin.get(key, key))) for stage, (name, overrides, origin) in stages.items()}
+    stages = {name: (name, *with_origins(items)) for name, items in others.items()}
+    checked_stages = {stage: (name, overrides, compose_checked(name, overrides, origin)) for stage, (name, overrides, origin) in stages.items()}
+    return {"prepare": checked_stages.pop("prepare"), **trainings, **checked_stages}
 
 
 def md5(path: Path) -> str:
@@ -156,7 +185,7 @@ def other_study_overrides(name: str, params_file: str, models_dir: str) -> Stage
     stages = {}
     for stage, (config_name, items) in studies.load(name, params_file).stages(models_dir).items():
         overrides, origin = with_origins(items)
-        stages[stage] = (config_name, overrides, compose_checked(config_name, overrides, lambda key, origin=origin: origin.get(key, key)))
+        stages[stage] = (config_name, overrides, compose_checked(config_name, overrides, origin))
     return stages
 
 
