@@ -63,7 +63,7 @@ from aevae.run.devices import native_bf16, resolve_precision
 from aevae.data import InMemoryDataModule, Splits, load_or_prepare
 from aevae.models import BaseAutoencoder, build_model
 from aevae.models.losses import corrupt
-from aevae.stages.configure import training_overrides
+from aevae.stages.configure import training_stage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MNIST_ROOT = os.environ.get("AEVAE_MNIST_ROOT", str(REPO_ROOT / "data" / "raw" / "mnist"))
@@ -102,7 +102,7 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
         runtime = compose("train", return_hydra_config=True)
         runtime.hydra.runtime.output_dir = "unused"  # `output_dir` resolves as in a Hydra run; nothing is written
         HydraConfig.instance().set_config(runtime)
-        overrides, _ = training_overrides(params, args.model)
+        _, overrides, _ = training_stage(params, args.model)
         overrides += ["data=mnist", f"data.path={args.mnist_root}", f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}", "logger=none"]
         if args.batch_size is not None:
             overrides.append(f"data.batch_size={args.batch_size}")

@@ -79,7 +79,7 @@ def with_values(cfg: DictConfig, values: list[str], origin: dict[str, str]) -> D
         try:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"params.yaml {named(origin, override.key_or_group)}: {hydra_message(exc)}") from exc
+            raise ConfigError(f"params.yaml {named(origin, override.key_or_group)}: Error merging override {override.input_line} {hydra_message(exc)}") from exc
     return cfg
 
 
