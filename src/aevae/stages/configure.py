@@ -96,11 +96,6 @@ def checked(cfg: DictConfig, origin: dict[str, str]) -> DictConfig:
     return cfg
 
 
-def compose_checked(config_name: str, overrides: list[str], origin: dict[str, str]) -> DictConfig:
-    """The config composed with `overrides` and checked (`composed`, then `checked`)."""
-    return checked(composed(config_name, overrides, origin), origin)
-
-
 Item = str | tuple[str, str, Any]  # an override as is, or (config key, params.yaml key, value)
 
 
@@ -119,17 +114,29 @@ def with_origins(items: list[Item], origin: dict[str, str] | None = None) -> tup
     return overrides, origin
 
 
+Stages = dict[str, tuple[str, list[str], DictConfig]]  # `<stage>[/<model>]` -> (config name, overrides, composed config)
+
+
+def composed_stages(stages: dict[str, tuple[str, list[Item]]]) -> Stages:
+    """Each stage of `stages` (its config name and override items) with its overrides and its
+    config composed with them and checked."""
+    result = {}
+    for stage, (config_name, items) in stages.items():
+        overrides, origin = with_origins(items)
+        result[stage] = (config_name, overrides, checked(composed(config_name, overrides, origin), origin))
+    return result
+
+
 def training_stage(params: study.StudyParams, name: str, one_class: bool = False) -> tuple[str, list[str], DictConfig]:
     """Model `name`'s training stage (with `one_class`, its anomaly stage: the data set's
     `epochs.<data>.anomaly` instead of its own max_epochs): its config name, its overrides, and
     its config, composed once with the options chosen, the entry's keys then set in the sections
     that hold them, and checked."""
-    config_name = "anomaly" if one_class else "train"
+    config_name, data = ("anomaly" if one_class else "train"), params.data.name.value
     keys = study.entry_keys(params, name)
     choices = [(choice, f"models.{name}.{choice}", keys.pop(choice)[1]) for choice in study.CHOICES if choice in keys]
-    base, origin = with_origins([("data", "data.name", params.data.name.value), ("trainer", "trainer", params.trainer), *choices])
+    base, origin = with_origins([("data", "data.name", data), ("trainer", "trainer", params.trainer), *choices])
     cfg = composed(config_name, base, origin)
-    data = params.data.name.value
     if one_class:
         keys["max_epochs"] = (f"epochs.{data}.anomaly", params.epochs[data].anomaly)
     entry = [(f"{study.section_of(key, cfg, where, name)}.{key}", where, value) for key, (where, value) in keys.items()]
@@ -138,9 +145,6 @@ def training_stage(params: study.StudyParams, name: str, one_class: bool = False
         items += [("cases", "anomaly.protocol", params.anomaly.protocol), ("normal_classes", "anomaly.normal_classes", params.anomaly.normal_classes), ("likelihood.samples", "anomaly.iw_samples", params.anomaly.iw_samples), ("pca_components", "pca_components", params.pca_components)]
     values, origin = with_origins(items, origin)
     return config_name, base + values, checked(with_values(cfg, values, origin), origin)
-
-
-Stages = dict[str, tuple[str, list[str], DictConfig]]  # `<stage>[/<model>]` -> (config name, overrides, composed config)
 
 
 def stage_overrides(params: study.StudyParams, models_dir: str) -> Stages:
@@ -157,9 +161,7 @@ def stage_overrides(params: study.StudyParams, models_dir: str) -> Stages:
         "probe": [data, *checkpoints, ("labels_per_class", "probe.labels_per_class", params.probe.labels_per_class), ("repeats", "probe.repeats", params.probe.repeats), pca, seed],
         "report": [("dataset", "data.name", params.data.name.value), ("models", "models", list(params.models)), ("one_class_models", "anomaly.models", params.anomaly.models)],
     }
-    stages = {name: (name, *with_origins(items)) for name, items in others.items()}
-    checked_stages = {stage: (name, overrides, compose_checked(name, overrides, origin)) for stage, (name, overrides, origin) in stages.items()}
-    return {"prepare": checked_stages.pop("prepare"), **trainings, **checked_stages}
+    return trainings | composed_stages({name: (name, items) for name, items in others.items()})
 
 
 def md5(path: Path) -> str:
@@ -182,11 +184,7 @@ def stages_code(root: Path, stages: Stages) -> dict[str, list[Path]]:
 def other_study_overrides(name: str, params_file: str, models_dir: str) -> Stages:
     """The stages of study `name` (aevae.config.studies) with their overrides and composed
     configs, every one checked as the default study's are."""
-    stages = {}
-    for stage, (config_name, items) in studies.load(name, params_file).stages(models_dir).items():
-        overrides, origin = with_origins(items)
-        stages[stage] = (config_name, overrides, compose_checked(config_name, overrides, origin))
-    return stages
+    return composed_stages(studies.load(name, params_file).stages(models_dir))
 
 
 def run(cfg: ConfigureConfig) -> dict[str, float]:
